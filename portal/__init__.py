@@ -1,0 +1,46 @@
+"""hoadon-portal: deliver issued e-invoices to buyers and the tax authority."""
+
+from pathlib import Path
+
+from flask import Flask
+
+from portal.config import ROOT, Config, load_secret_key
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the Flask app; no I/O beyond reading settings and the kept secret key."""
+    config = Config()
+    app = Flask(
+        __name__,
+        instance_path=config.INSTANCE_PATH,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_object(config)
+    if test_config:
+        app.config.update(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_secret_key(Path(app.instance_path))
+
+    from portal import database, i18n, security, web
+    from portal.api import views as api
+    from portal.auth import views as auth
+    from portal.demo import cli as demo
+    from portal.extensions import csrf, htmx, mail, migrate
+    from portal.importing import views as importing
+    from portal.invoices import views as invoices
+
+    database.init_app(app)
+    migrate.init_app(app, database.db, directory=str(ROOT / "migrations"))
+    csrf.init_app(app)
+    mail.init_app(app)
+    htmx.init_app(app)
+    i18n.init_app(app)
+    security.init_app(app)
+    web.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(invoices.bp)
+    app.register_blueprint(importing.bp)
+    app.register_blueprint(api.bp)
+    demo.init_app(app)
+    return app

@@ -1,0 +1,1 @@
+"""The token-authenticated JSON API other software uses to issue invoices."""

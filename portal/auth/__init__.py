@@ -1,0 +1,1 @@
+"""Seller login, roles and the users command."""

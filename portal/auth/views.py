@@ -1,0 +1,104 @@
+"""Log sellers in and out; guard views by role."""
+
+from functools import wraps
+
+import click
+from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
+from flask.cli import AppGroup
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+from flask_wtf import FlaskForm
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired
+
+from portal.extensions import db, login_manager
+from portal.models import ROLES, User
+
+bp = Blueprint("auth", __name__)
+
+# admin may do what sender may, sender what viewer may.
+RANK = {role: rank for rank, role in enumerate(reversed(ROLES))}
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired()])
+    password = PasswordField("Password", validators=[DataRequired()])
+
+
+def role_required(role: str):
+    """Let in only logged-in users whose role is at least `role`."""
+
+    def decorator(view):
+        @wraps(view)
+        @login_required
+        def wrapped(*args, **kwargs):
+            if RANK[current_user.role] < RANK[role]:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    user = db.session.get(User, int(user_id))
+    return user if user and user.active else None
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Show the login form and log the seller in."""
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = db.session.scalar(db.select(User).filter_by(username=form.username.data))
+        if user and user.active and user.check_password(form.password.data):
+            login_user(user)
+            target = request.args.get("next") or ""
+            if not target.startswith("/") or target.startswith("//"):
+                target = url_for("invoices.index")
+            return redirect(target)
+        flash(_("Wrong username or password."), "error")
+    return render_template("auth/login.html", form=form)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    """Log the seller out."""
+    logout_user()
+    return redirect(url_for("auth.login"))
+
+
+@click.group("users", cls=AppGroup)
+def users_cli():
+    """Manage seller accounts."""
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(ROLES), default="sender")
+@click.option("--name", default="")
+@click.password_option()
+def create_user(username: str, role: str, name: str, password: str):
+    """Create a seller account."""
+    create(username, password, role, name)
+    click.echo(f"Created {role} {username}")
+
+
+def create(username: str, password: str, role: str = "sender", name: str = "") -> User:
+    """Create and commit a user."""
+    user = User(username=username, role=role, name=name or username)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def init_app(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    app.register_blueprint(bp)
+    app.cli.add_command(users_cli)

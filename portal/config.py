@@ -1,0 +1,63 @@
+"""Read the portal's configuration from the environment (and an optional .env)."""
+
+import os
+import secrets
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = Path(os.environ.get("PORTAL_INSTANCE", ROOT / "instance"))
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_secret_key(instance: Path) -> str:
+    """Return SECRET_KEY from the environment, else the one kept in instance/, made once."""
+    if os.environ.get("SECRET_KEY"):
+        return os.environ["SECRET_KEY"]
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+class Config:
+    """Settings taken from the environment when the app is created."""
+
+    def __init__(self) -> None:
+        self.INSTANCE_PATH = str(INSTANCE)
+        self.SQLALCHEMY_DATABASE_URI = os.environ.get(
+            "DATABASE_URL", f"sqlite:///{INSTANCE / 'portal.db'}"
+        )
+        # None means: `make run` starts the embedded redis-server and sets REDIS_URL.
+        self.REDIS_URL = os.environ.get("REDIS_URL")
+        self.RQ_QUEUE = os.environ.get("RQ_QUEUE", "portal")
+        self.MAIL_SERVER = os.environ.get("MAIL_SERVER", "127.0.0.1")
+        self.MAIL_PORT = int(os.environ.get("MAIL_PORT", "1025"))
+        self.MAIL_USE_TLS = _bool("MAIL_USE_TLS")
+        self.MAIL_USE_SSL = _bool("MAIL_USE_SSL")
+        self.MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
+        self.MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
+        self.MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "hoadon@localhost")
+        # Set by `make run` when its own mail catcher is the mail server.
+        self.MAIL_CATCHER_DIR = os.environ.get("MAIL_CATCHER_DIR")
+        self.PORTAL_BASE_URL = os.environ.get("PORTAL_BASE_URL", "http://127.0.0.1:8000")
+        self.PORTAL_TIMEZONE = os.environ.get("PORTAL_TIMEZONE", "Asia/Ho_Chi_Minh")
+        self.BABEL_DEFAULT_LOCALE = "vi"
+        self.BABEL_TRANSLATION_DIRECTORIES = str(ROOT / "translations")
+        self.LANGUAGES = ["vi", "en"]
+        self.WTF_CSRF_TIME_LIMIT = None
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE")
+        self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+        self.PDF_FONT_DIR = str(ROOT / "static" / "fonts")
+        self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))

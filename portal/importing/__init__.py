@@ -1,0 +1,1 @@
+"""Import of signed invoice XML files in the tax authority's format."""

@@ -1,0 +1,1 @@
+"""The issued-invoice list and the invoice page."""

@@ -1,0 +1,233 @@
+"""The portal's tables: seller profile, series, customers, invoices and users."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from flask_login import UserMixin
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.extensions import db
+from portal.types import Money, UTCDateTime, utcnow
+
+ROLES = ("admin", "sender", "viewer")
+INVOICE_STATES = ("issued", "replaced", "adjusted", "cancelled")
+SEND_STATUSES = ("not_sent", "queued", "sending", "sent", "failed", "unknown")
+TAX_STATUSES = ("tax_not_sent", "tax_pending", "tax_accepted", "tax_rejected", "tax_failed")
+
+
+class User(UserMixin, db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16), default="viewer")
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login reads this
+        return self.active
+
+
+class Seller(db.Model):
+    """The company profile of the seller who runs this portal."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(400))
+    tax_code: Mapped[str] = mapped_column(String(14), unique=True)
+    address: Mapped[str] = mapped_column(String(400), default="")
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    bank_account: Mapped[str] = mapped_column(String(50), default="")
+    bank_name: Mapped[str] = mapped_column(String(200), default="")
+    currency: Mapped[str] = mapped_column(String(3), default="VND")
+
+
+class InvoiceSeries(db.Model):
+    """A form + series pair and the next number it hands out."""
+
+    __table_args__ = (UniqueConstraint("form", "series"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form: Mapped[int]
+    series: Mapped[str] = mapped_column(String(6))
+    next_number: Mapped[int] = mapped_column(default=1)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    @property
+    def label(self) -> str:
+        return f"{self.form}{self.series}"
+
+
+class Customer(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(50), default="")
+    name: Mapped[str] = mapped_column(String(400))
+    tax_code: Mapped[str] = mapped_column(String(14), default="", index=True)
+    address: Mapped[str] = mapped_column(String(400), default="")
+    email: Mapped[str] = mapped_column(String(400), default="")
+    phone: Mapped[str] = mapped_column(String(50), default="")
+    contact_name: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Invoice(db.Model):
+    """An issued invoice: the signed XML as issued, and what was read from it."""
+
+    __table_args__ = (
+        UniqueConstraint("seller_tax_code", "form", "series", "number", name="uq_invoice_identity"),
+        Index("ix_invoice_issued", "issued_on", "id"),
+        Index("ix_invoice_send_status", "send_status", "issued_on"),
+        Index("ix_invoice_series", "series", "issued_on"),
+        Index("ix_invoice_tax_status", "tax_status", "issued_on"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    form: Mapped[int]
+    series: Mapped[str] = mapped_column(String(6))
+    number: Mapped[int]
+    issued_on: Mapped[date]
+    version: Mapped[str] = mapped_column(String(8), default="2.1.0")
+    title: Mapped[str] = mapped_column(String(200), default="")
+    currency: Mapped[str] = mapped_column(String(3), default="VND")
+    exchange_rate: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    payment_method: Mapped[str] = mapped_column(String(50), default="")
+
+    seller_name: Mapped[str] = mapped_column(String(400))
+    seller_tax_code: Mapped[str] = mapped_column(String(14))
+    seller_address: Mapped[str] = mapped_column(String(400), default="")
+    seller_phone: Mapped[str] = mapped_column(String(50), default="")
+    seller_email: Mapped[str] = mapped_column(String(200), default="")
+    seller_bank_account: Mapped[str] = mapped_column(String(50), default="")
+    seller_bank_name: Mapped[str] = mapped_column(String(200), default="")
+
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), nullable=True)
+    buyer_name: Mapped[str] = mapped_column(String(400), default="")
+    buyer_person: Mapped[str] = mapped_column(String(200), default="")
+    buyer_tax_code: Mapped[str] = mapped_column(String(14), default="", index=True)
+    buyer_address: Mapped[str] = mapped_column(String(400), default="")
+    buyer_email: Mapped[str] = mapped_column(String(400), default="")
+    buyer_phone: Mapped[str] = mapped_column(String(50), default="")
+    buyer_code: Mapped[str] = mapped_column(String(50), default="")
+
+    total_before_tax: Mapped[Decimal] = mapped_column(Money)
+    total_tax: Mapped[Decimal] = mapped_column(Money)
+    total_discount: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    total_fees: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
+    total_amount: Mapped[Decimal] = mapped_column(Money)
+    amount_in_words: Mapped[str] = mapped_column(String(500))
+
+    lookup_code: Mapped[str] = mapped_column(String(32), unique=True)
+    state: Mapped[str] = mapped_column(String(16), default="issued")
+    related_info: Mapped[str] = mapped_column(Text, default="")
+    warnings: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16), default="import")
+
+    # The exact signed bytes as issued; never re-serialised (DOMAIN.md).
+    xml: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    xml_sha256: Mapped[str] = mapped_column(String(64))
+
+    # Accent-free lower-case number, buyer, tax code and email for search (PITFALLS.md).
+    search_text: Mapped[str] = mapped_column(Text, default="")
+
+    send_status: Mapped[str] = mapped_column(String(16), default="not_sent")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    received_kind: Mapped[str] = mapped_column(String(32), default="")
+    tax_status: Mapped[str] = mapped_column(String(16), default="tax_not_sent")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    lines: Mapped[list[InvoiceLine]] = relationship(
+        back_populates="invoice", order_by="InvoiceLine.position", cascade="all, delete-orphan"
+    )
+    vat_summaries: Mapped[list[VatSummary]] = relationship(
+        back_populates="invoice", order_by="VatSummary.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def series_label(self) -> str:
+        return f"{self.form}{self.series}"
+
+    @property
+    def number_label(self) -> str:
+        return f"{self.number:08d}"
+
+    @property
+    def is_current(self) -> bool:
+        return self.state == "issued"
+
+    @property
+    def warning_list(self) -> list[str]:
+        return [w for w in self.warnings.split("\n") if w]
+
+
+class InvoiceLine(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoice.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int]
+    kind: Mapped[int] = mapped_column(default=1)
+    code: Mapped[str] = mapped_column(String(50), default="")
+    name: Mapped[str] = mapped_column(String(500))
+    unit: Mapped[str] = mapped_column(String(50), default="")
+    quantity: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    unit_price: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    discount_rate: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    discount_amount: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    amount: Mapped[Decimal | None] = mapped_column(Money, nullable=True)
+    vat_rate: Mapped[str] = mapped_column(String(16), default="")
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+class VatSummary(db.Model):
+    """One rate's taxable amount and tax on an invoice (LTSuat)."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoice.id", ondelete="CASCADE"), index=True
+    )
+    rate: Mapped[str] = mapped_column(String(16))
+    taxable_amount: Mapped[Decimal] = mapped_column(Money)
+    tax_amount: Mapped[Decimal] = mapped_column(Money)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="vat_summaries")
+
+
+class InvoicePdf(db.Model):
+    """The PDF rendered once from an invoice's signed XML, keyed by that XML's hash."""
+
+    invoice_id: Mapped[int] = mapped_column(
+        ForeignKey("invoice.id", ondelete="CASCADE"), primary_key=True
+    )
+    xml_sha256: Mapped[str] = mapped_column(String(64))
+    template_version: Mapped[str] = mapped_column(String(16))
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(db.Model):
+    """A token that lets other software (an ERP, a POS) issue invoices; kept as a hash."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked: Mapped[bool] = mapped_column(default=False)

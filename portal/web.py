@@ -1,0 +1,20 @@
+"""Helpers every blueprint's views share: fragment-or-page rendering, error pages."""
+
+from flask import Flask, render_template, request
+
+
+def render(page: str, fragment: str, **context) -> str:
+    """Answer an htmx request with the fragment and a plain request with the whole page."""
+    if getattr(request, "htmx", False) and not request.headers.get("HX-History-Restore-Request"):
+        return render_template(fragment, **context)
+    return render_template(page, **context)
+
+
+def init_app(app: Flask) -> None:
+    for code in (400, 403, 404, 429, 500):
+        app.register_error_handler(code, _error_page)
+
+
+def _error_page(error):
+    code = getattr(error, "code", 500) or 500
+    return render_template(f"errors/{code}.html", error=error), code

@@ -1,0 +1,84 @@
+"""Login, roles, CSRF and security headers."""
+
+import pytest
+
+from tests.conftest import PASSWORD, login
+
+
+def test_seller_pages_redirect_to_login(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert "/login" in response.headers["Location"]
+
+
+def test_login_with_right_password_opens_the_list(client, users):
+    response = login(client, "viewer")
+    assert response.status_code == 302
+    assert client.get("/").status_code == 200
+
+
+def test_wrong_password_is_refused_in_vietnamese(client, users):
+    response = login(client, "viewer", "nope")
+    assert response.status_code == 200
+    assert "Sai tên đăng nhập hoặc mật khẩu." in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_passwords_are_hashed(app, users):
+    from portal.extensions import db
+    from portal.models import User
+
+    with app.app_context():
+        admin = db.session.get(User, users["admin"])
+        assert PASSWORD not in admin.password_hash
+        assert admin.check_password(PASSWORD)
+
+
+def test_viewer_cannot_reach_sender_pages(client, users):
+    login(client, "viewer")
+    assert client.get("/import/").status_code == 403
+    client.post("/logout")
+    login(client, "sender")
+    assert client.get("/import/").status_code == 200
+
+
+def test_forms_without_csrf_token_are_refused(app, users):
+    app.config["WTF_CSRF_ENABLED"] = True
+    client = app.test_client()
+    response = client.post("/login", data={"username": "admin", "password": PASSWORD})
+    assert response.status_code == 400
+    page = client.get("/login").get_data(as_text=True)
+    token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
+    response = client.post(
+        "/login", data={"username": "admin", "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 302
+
+
+def test_security_headers(client):
+    headers = client.get("/login").headers
+    assert "default-src 'self'" in headers["Content-Security-Policy"]
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+
+
+def test_english_is_selectable(client, users):
+    login(client, "viewer")
+    assert "Đã phát hành" in client.get("/").get_data(as_text=True)
+    client.post("/lang/en", data={"next": "/"})
+    assert "Issued invoices" in client.get("/").get_data(as_text=True)
+
+
+def test_users_create_command(runner, app):
+    result = runner.invoke(
+        args=["users", "create", "lan", "--role", "viewer", "--password", "s3cret!"]
+    )
+    assert result.exit_code == 0, result.output
+    client = app.test_client()
+    assert login(client, "lan", "s3cret!").status_code == 302
+
+
+@pytest.mark.parametrize("role", ["nobody"])
+def test_unknown_role_is_rejected_by_the_command(runner, role):
+    result = runner.invoke(args=["users", "create", "x", "--role", role, "--password", "p"])
+    assert result.exit_code != 0
