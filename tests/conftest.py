@@ -199,7 +199,6 @@ def postgres_server():
     """A real PostgreSQL server on a free loopback port, owned by the `postgres` user."""
     import os
     import pwd
-
     import tempfile
 
     # Not under pytest's tmp dir: that one is private to root, and the server runs as postgres.
