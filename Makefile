@@ -13,8 +13,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) translations
 
+# One .po file per capability in translations/parts/, merged and compiled into the catalog.
 translations: $(STAMP)
-	$(VENV)/bin/pybabel compile -f -d translations >/dev/null
+	mkdir -p translations/vi/LC_MESSAGES
+	cat translations/base.po $(wildcard translations/parts/*.po) > translations/vi/LC_MESSAGES/messages.po
+	$(VENV)/bin/pybabel compile -f -l vi -i translations/vi/LC_MESSAGES/messages.po \
+		-o translations/vi/LC_MESSAGES/messages.mo >/dev/null
 
 # Debian packages the tests use: chromium for browser tests, poppler-utils for
 # pdffonts/pdftotext, PostgreSQL for the database tests that matter.
