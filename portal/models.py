@@ -231,3 +231,115 @@ class ApiToken(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked: Mapped[bool] = mapped_column(default=False)
+
+
+DELIVERY_STATUSES = ("queued", "sending", "sent", "failed", "unknown")
+ACTIVE_DELIVERY = ("queued", "sending")
+
+
+class MailSettings(db.Model):
+    """The seller's SMTP settings (Thiết lập email gửi hóa đơn); the password encrypted."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    port: Mapped[int] = mapped_column(default=587)
+    security: Mapped[str] = mapped_column(String(10), default="starttls")  # starttls|ssl|none
+    username: Mapped[str] = mapped_column(String(200), default="")
+    password_encrypted: Mapped[str] = mapped_column(Text, default="")
+    sender_name: Mapped[str] = mapped_column(String(200), default="")
+    sender_email: Mapped[str] = mapped_column(String(200))
+    reply_to: Mapped[str] = mapped_column(String(200), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_test_ok: Mapped[bool | None] = mapped_column(nullable=True)
+    last_test_message: Mapped[str] = mapped_column(Text, default="")
+
+
+class EmailTemplate(db.Model):
+    """The subject and bodies of the invoice email, with {{ variables }}."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(50), unique=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    body_text: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Delivery(db.Model):
+    """One request to send an invoice to its buyer, and what came of it."""
+
+    __table_args__ = (
+        # At most one delivery of an invoice is queued or sending at a time: a double
+        # click or a second tab finds the first one instead of sending twice.
+        Index(
+            "uq_delivery_active_invoice",
+            "invoice_id",
+            unique=True,
+            sqlite_where=db.text("status IN ('queued', 'sending')"),
+            postgresql_where=db.text("status IN ('queued', 'sending')"),
+        ),
+        Index("ix_delivery_status_queued", "status", "queued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)
+    method: Mapped[str] = mapped_column(String(10), default="email")  # email|link
+    status: Mapped[str] = mapped_column(String(10), default="queued")
+    recipient_name: Mapped[str] = mapped_column(String(200), default="")
+    to_addresses: Mapped[str] = mapped_column(Text, default="")
+    cc_addresses: Mapped[str] = mapped_column(Text, default="")
+    bcc_addresses: Mapped[str] = mapped_column(Text, default="")
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(default=0)
+    message_id: Mapped[str] = mapped_column(String(300), default="")
+    smtp_code: Mapped[int | None] = mapped_column(nullable=True)
+    smtp_message: Mapped[str] = mapped_column(Text, default="")
+    error_kind: Mapped[str] = mapped_column(String(32), default="")
+    # The buyer's personal link: only a hash of its token is kept.
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    invoice: Mapped[Invoice] = relationship()
+    created_by: Mapped[User | None] = relationship()
+    attempt_log: Mapped[list[DeliveryAttempt]] = relationship(
+        back_populates="delivery", order_by="DeliveryAttempt.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def recipients(self) -> list[str]:
+        return [a for a in self.to_addresses.split(";") if a]
+
+
+class DeliveryAttempt(db.Model):
+    """One try at handing a delivery to the mail server, with the server's answer."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("delivery.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16), default="")  # sent|temporary|permanent|unknown
+    smtp_code: Mapped[int | None] = mapped_column(nullable=True)
+    smtp_message: Mapped[str] = mapped_column(Text, default="")
+
+    delivery: Mapped[Delivery] = relationship(back_populates="attempt_log")
+
+
+class ReceiptEvent(db.Model):
+    """Something that shows (strongly or weakly) that the buyer received an invoice."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ip: Mapped[str] = mapped_column(String(64), default="")
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+    possibly_automatic: Mapped[bool] = mapped_column(default=False)
