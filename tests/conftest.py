@@ -282,3 +282,13 @@ def postgres_app(postgres_server, tmp_path):
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on loopback; tests script its answers through `.handler`."""
+    from tests.smtp import SmtpServer
+
+    server = SmtpServer().start()
+    yield server
+    server.stop()

@@ -1,0 +1,1 @@
+"""Send an invoice to its buyer: the dialog, the mail worker, and the send status."""
