@@ -25,14 +25,17 @@ def create_app(test_config: dict | None = None) -> Flask:
     from portal import database, i18n, security, web
     from portal.api import views as api
     from portal.auth import views as auth
+    from portal.buyer import views as buyer
     from portal.demo import cli as demo
-    from portal.extensions import csrf, htmx, mail, migrate
+    from portal.extensions import csrf, htmx, limiter, mail, migrate
     from portal.importing import views as importing
     from portal.invoices import views as invoices
+    from portal.sending import views as sending
 
     database.init_app(app)
     migrate.init_app(app, database.db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)
+    limiter.init_app(app)
     mail.init_app(app)
     htmx.init_app(app)
     i18n.init_app(app)
@@ -42,5 +45,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(invoices.bp)
     app.register_blueprint(importing.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(sending.bp)
+    app.register_blueprint(buyer.bp)
     demo.init_app(app)
     return app

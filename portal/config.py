@@ -58,6 +58,14 @@ class Config:
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE")
-        self.RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+        # Shared by every web process when Redis is there; per process otherwise.
+        self.RATELIMIT_STORAGE_URI = os.environ.get(
+            "RATELIMIT_STORAGE_URI", self.REDIS_URL or "memory://"
+        )
+        self.RATELIMIT_HEADERS_ENABLED = True
+        # Buyer links stop working this many days after sending; 0 = never.
+        self.BUYER_LINK_DAYS = int(os.environ.get("BUYER_LINK_DAYS", "0"))
+        self.SEND_RETRY_INTERVALS = os.environ.get("SEND_RETRY_INTERVALS", "30,120,600")
+        self.SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "30"))
         self.PDF_FONT_DIR = str(ROOT / "static" / "fonts")
         self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))

@@ -1,6 +1,8 @@
 """Unbound Flask extensions, bound to the app in create_app."""
 
 from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_mail import Mail
 from flask_migrate import Migrate
@@ -21,3 +23,4 @@ csrf = CSRFProtect()
 mail = Mail()
 babel = Babel()
 htmx = Htmx()
+limiter = Limiter(key_func=get_remote_address)

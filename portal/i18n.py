@@ -4,7 +4,16 @@ from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Flask, current_app, redirect, request, session, url_for
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    has_request_context,
+    redirect,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import get_locale
 
 from portal.extensions import babel
@@ -13,7 +22,7 @@ bp = Blueprint("i18n", __name__)
 
 
 def select_locale() -> str:
-    lang = session.get("lang")
+    lang = session.get("lang") if has_request_context() else None
     if lang in current_app.config["LANGUAGES"]:
         return lang
     return current_app.config["BABEL_DEFAULT_LOCALE"]

@@ -4,6 +4,7 @@ import logging
 
 from rq import get_current_job
 
+from portal.buyer.service import set_expiry
 from portal.extensions import db
 from portal.models import Delivery, DeliveryAttempt
 from portal.sending import mailer, service
@@ -54,6 +55,7 @@ def deliver_invoice(delivery_id: int) -> str:
 def _build(delivery: Delivery, invoice, settings):
     smtp = service.smtp_settings(settings)
     token, delivery.token_hash = service.new_link_token()
+    set_expiry(delivery)
     delivery.message_id = mailer.new_message_id(smtp.sender_email)
     rendered = service.render_invoice_email(
         invoice, delivery.recipient_name, service.buyer_link(token)
@@ -66,7 +68,7 @@ def _build(delivery: Delivery, invoice, settings):
         bcc=[a for a in delivery.bcc_addresses.split(";") if a],
         subject=rendered.subject,
         text=rendered.text,
-        html=rendered.html,
+        html=html,
         attachments=service.attachments(invoice),
         message_id=delivery.message_id,
     )

@@ -186,6 +186,9 @@ def queue_delivery(
         # The seller pastes the link into a chat app: nothing to queue.
         token, delivery.token_hash = new_link_token()
         link = buyer_link(token)
+        from portal.buyer.service import set_expiry
+
+        set_expiry(delivery)
         delivery.finished_at = utcnow()
     db.session.add(delivery)
     try:

@@ -1,0 +1,171 @@
+"""Buyer-facing pages: no login, readable on a phone, no third-party resources."""
+
+import base64
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from portal.buyer import service
+from portal.extensions import db, limiter
+from portal.models import Invoice
+
+bp = Blueprint("buyer", __name__)
+
+# A transparent 1x1 GIF for the email-open signal.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+LINK_LIMIT = "30/minute;300/hour"
+LOOKUP_LIMIT = "10/minute;100/hour"
+
+
+@bp.after_request
+def private_headers(response: Response) -> Response:
+    response.headers["X-Robots-Tag"] = "noindex, nofollow"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _open(token: str):
+    state = service.resolve(token)
+    if state.delivery is None:
+        status = 404 if state.problem == "unknown" else 410
+        abort(Response(render_template("buyer/gone.html", problem=state.problem), status))
+    return state.delivery
+
+
+@bp.get("/hd/<token>")
+@limiter.limit(LINK_LIMIT)
+def page(token: str):
+    """Show the invoice behind a personal link."""
+    delivery = _open(token)
+    service.record(delivery.invoice_id, delivery, "link_opened")
+    return render_template(
+        "buyer/page.html",
+        invoice=delivery.invoice,
+        pdf_url=url_for("buyer.pdf", token=token),
+        xml_url=url_for("buyer.xml", token=token),
+        shown_url=url_for("buyer.shown", token=token),
+        confirm_url=url_for("buyer.confirm", token=token),
+        confirmed=request.args.get("confirmed") == "1",
+    )
+
+
+@bp.post("/hd/<token>/shown")
+@limiter.limit(LINK_LIMIT)
+def shown(token: str):
+    """Record that the page rendered in a browser (the page itself calls this)."""
+    delivery = _open(token)
+    service.record(delivery.invoice_id, delivery, "page_shown")
+    return "", 204
+
+
+@bp.post("/hd/<token>/confirm")
+@limiter.limit(LINK_LIMIT)
+def confirm(token: str):
+    """Record the buyer's confirmation of receipt."""
+    delivery = _open(token)
+    service.record(delivery.invoice_id, delivery, "receipt_confirmed")
+    return redirect(url_for("buyer.page", token=token, confirmed=1))
+
+
+@bp.get("/hd/<token>/pdf")
+@limiter.limit(LINK_LIMIT)
+def pdf(token: str):
+    """Download the PDF that was attached to the email."""
+    delivery = _open(token)
+    service.record(delivery.invoice_id, delivery, "pdf_downloaded")
+    return _file(delivery.invoice, "pdf")
+
+
+@bp.get("/hd/<token>/xml")
+@limiter.limit(LINK_LIMIT)
+def xml(token: str):
+    """Download the signed XML, byte for byte."""
+    delivery = _open(token)
+    service.record(delivery.invoice_id, delivery, "xml_downloaded")
+    return _file(delivery.invoice, "xml")
+
+
+@bp.get("/hd/<token>/o.gif")
+def opened(token: str):
+    """Record an email open (weak: mail apps and proxies fetch images by themselves)."""
+    state = service.resolve(token)
+    if state.delivery is not None:
+        service.record(state.delivery.invoice_id, state.delivery, "email_opened")
+    return Response(PIXEL, mimetype="image/gif")
+
+
+def _file(invoice: Invoice, kind: str) -> Response:
+    from portal.rendering.service import invoice_pdf
+
+    stem = f"{invoice.series_label}_{invoice.number_label}"
+    if kind == "pdf":
+        data, mimetype = invoice_pdf(invoice), "application/pdf"
+    else:
+        data, mimetype = invoice.xml, "application/xml"
+    response = Response(data, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{stem}.{kind}"'
+    return response
+
+
+def _lookup_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt="invoice-lookup")
+
+
+@bp.route("/tra-cuu", methods=["GET", "POST"])
+@limiter.limit(LOOKUP_LIMIT, methods=["POST"])
+def lookup():
+    """Find an invoice by the lookup code printed on it."""
+    error = None
+    if request.method == "POST":
+        invoice = service.find_by_lookup_code(request.form.get("code", ""))
+        if invoice is not None:
+            ticket = _lookup_serializer().dumps(invoice.id)
+            return redirect(url_for("buyer.lookup_result", ticket=ticket))
+        # The same answer whatever exists: a wrong code reveals nothing.
+        error = _("No invoice matches this lookup code.")
+    return render_template("buyer/lookup.html", error=error), 200 if error is None else 404
+
+
+def _ticket_invoice(ticket: str) -> Invoice:
+    try:
+        invoice_id = _lookup_serializer().loads(ticket, max_age=3600)
+    except (BadSignature, SignatureExpired):
+        abort(404)
+    return db.session.get(Invoice, invoice_id) or abort(404)
+
+
+@bp.get("/tra-cuu/<ticket>")
+@limiter.limit(LINK_LIMIT)
+def lookup_result(ticket: str):
+    """Show the invoice found by its lookup code."""
+    invoice = _ticket_invoice(ticket)
+    service.record(invoice.id, None, "link_opened")
+    return render_template(
+        "buyer/page.html",
+        invoice=invoice,
+        pdf_url=url_for("buyer.lookup_file", ticket=ticket, kind="pdf"),
+        xml_url=url_for("buyer.lookup_file", ticket=ticket, kind="xml"),
+        shown_url=None,
+        confirm_url=None,
+        confirmed=False,
+    )
+
+
+@bp.get("/tra-cuu/<ticket>/<any(pdf, xml):kind>")
+@limiter.limit(LINK_LIMIT)
+def lookup_file(ticket: str, kind: str):
+    """Download a looked-up invoice's PDF or XML."""
+    invoice = _ticket_invoice(ticket)
+    service.record(invoice.id, None, f"{kind}_downloaded")
+    return _file(invoice, kind)

@@ -1,0 +1,1 @@
+"""Processes and connections around the web app: Redis, the queue, the mail catcher."""

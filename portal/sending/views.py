@@ -1,0 +1,164 @@
+"""The send dialog: prefilled recipients, preview, send, and the live send status."""
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal.auth.views import role_required
+from portal.extensions import db
+from portal.models import Delivery, Invoice
+from portal.sending import service
+from portal.sending.forms import SendForm
+from portal.web import render
+
+bp = Blueprint("sending", __name__)
+
+
+def _invoice(invoice_id: int) -> Invoice:
+    invoice = db.session.get(Invoice, invoice_id)
+    if invoice is None:
+        abort(404)
+    return invoice
+
+
+def _dialog_context(invoice: Invoice, form: SendForm, **extra) -> dict:
+    return dict(
+        invoice=invoice,
+        form=form,
+        last=service.last_delivery(invoice.id),
+        settings_ready=service.mail_settings() is not None,
+        **extra,
+    )
+
+
+@bp.get("/invoices/<int:invoice_id>/send")
+@role_required("sender")
+def dialog(invoice_id: int):
+    """Show the send dialog prefilled with the invoice's buyer."""
+    invoice = _invoice(invoice_id)
+    last = service.last_delivery(invoice.id)
+    form = SendForm(
+        formdata=None,
+        recipient_name=(last.recipient_name if last else "")
+        or invoice.buyer_person
+        or invoice.buyer_name,
+        to=(
+            last.to_addresses.replace(";", "; ")
+            if last and last.to_addresses
+            else invoice.buyer_email
+        ),
+        cc=last.cc_addresses.replace(";", "; ") if last else "",
+    )
+    return render("sending/dialog.html", "sending/_dialog.html", **_dialog_context(invoice, form))
+
+
+@bp.post("/invoices/<int:invoice_id>/send/check")
+@role_required("sender")
+def check(invoice_id: int):
+    """Validate the recipient fields as the seller types (htmx)."""
+    invoice = _invoice(invoice_id)
+    form = SendForm()
+    form.validate()
+    return render_template("sending/_fields.html", **_dialog_context(invoice, form))
+
+
+@bp.get("/invoices/<int:invoice_id>/send/preview")
+@role_required("sender")
+def preview(invoice_id: int):
+    """Show the email exactly as it will go out, with its attachments."""
+    invoice = _invoice(invoice_id)
+    recipients = service.parse_recipients(
+        request.args.get("recipient_name", ""), request.args.get("to", invoice.buyer_email)
+    )
+    link = service.buyer_link("<" + _("personal link created when sending") + ">")
+    email = service.render_invoice_email(invoice, recipients.name, link)
+    files = service.attachments(invoice)
+    settings = service.mail_settings()
+    return render(
+        "sending/preview.html",
+        "sending/_preview.html",
+        invoice=invoice,
+        email=email,
+        files=files,
+        recipients=recipients,
+        settings=settings,
+    )
+
+
+@bp.post("/invoices/<int:invoice_id>/send")
+@role_required("sender")
+def send(invoice_id: int):
+    """Queue the delivery and close the dialog; the row then follows its status."""
+    invoice = _invoice(invoice_id)
+    form = SendForm()
+    if not form.validate():
+        return render(
+            "sending/dialog.html", "sending/_dialog.html", **_dialog_context(invoice, form)
+        ), 422
+    recipients = service.parse_recipients(
+        form.recipient_name.data, form.to.data, form.cc.data, form.bcc.data
+    )
+    try:
+        result = service.queue_delivery(
+            invoice.id, current_user.id, recipients, method=form.method.data
+        )
+    except service.NotSendable as error:
+        context = _dialog_context(invoice, form, refusal=str(error))
+        return render("sending/dialog.html", "sending/_dialog.html", **context), 409
+    if result.link:
+        return render("sending/link.html", "sending/_link.html", invoice=invoice, link=result.link)
+    if not request.htmx:
+        flash(
+            _(
+                "Invoice %(label)s is being sent.",
+                label=f"{invoice.series_label} {invoice.number_label}",
+            )
+        )
+        return redirect(url_for("invoices.index", tab="all"))
+    response = render_template(
+        "sending/_sent.html", invoice=invoice, delivery=result.delivery, created=result.created
+    )
+    return response, 200, {"HX-Trigger": "delivery-queued"}
+
+
+@bp.get("/invoices/<int:invoice_id>/send-status")
+@role_required("viewer")
+def status(invoice_id: int):
+    """The row's send status; it polls itself only while a send is pending."""
+    invoice = _invoice(invoice_id)
+    return render_template(
+        "sending/_status.html", invoice=invoice, last=service.last_delivery(invoice.id)
+    )
+
+
+@bp.get("/deliveries/<int:delivery_id>")
+@role_required("viewer")
+def show(delivery_id: int):
+    """One delivery with its attempts and the server's answers."""
+    delivery = db.session.get(Delivery, delivery_id) or abort(404)
+    return render_template("sending/delivery.html", delivery=delivery)
+
+
+@bp.app_template_global()
+def send_status_label(status: str) -> str:
+    from portal.sending.reasons import status_label
+
+    return status_label(status)
+
+
+@bp.app_template_global()
+def send_reason(delivery: Delivery | None) -> str:
+    from portal.sending.reasons import explain
+
+    if delivery is None:
+        return ""
+    return explain(delivery.error_kind, delivery.smtp_code, delivery.smtp_message)
+
+
+@bp.cli.command("reconcile")
+def reconcile_command():
+    """Re-enqueue deliveries Redis lost and mark abandoned sends as unknown."""
+    import click
+
+    counts = service.reconcile()
+    click.echo(f"requeued {counts['requeued']}, marked unknown {counts['unknown']}")

@@ -1,0 +1,80 @@
+"""Plain functions that insert realistic rows for tests (call inside an app context)."""
+
+import hashlib
+import itertools
+from datetime import date
+from decimal import Decimal
+
+from portal.extensions import db
+from portal.models import Invoice, InvoiceLine, Seller, VatSummary
+from portal.text import fold
+
+_numbers = itertools.count(1)
+
+
+def make_seller(**overrides) -> Seller:
+    values = dict(
+        name="Công ty TNHH Thương mại Ánh Dương",
+        tax_code="0101234567",
+        address="12 Lê Lợi, Phường Bến Nghé, Quận 1, TP. Hồ Chí Minh",
+        phone="028 3822 1234",
+        email="ketoan@anhduong.vn",
+        bank_account="0071001234567",
+        bank_name="Vietcombank",
+    )
+    values.update(overrides)
+    seller = Seller(**values)
+    db.session.add(seller)
+    db.session.commit()
+    return seller
+
+
+def make_invoice(**overrides) -> Invoice:
+    """An issued VAT invoice (form 1, series K26TAA) with two lines at 10%: 990.000 + 99.000 VAT."""
+    number = overrides.pop("number", None) or next(_numbers)
+    values = dict(
+        form=1,
+        series="K26TAA",
+        number=number,
+        issued_on=date(2026, 3, 5),
+        seller_name="Công ty TNHH Thương mại Ánh Dương",
+        seller_tax_code="0101234567",
+        seller_address="12 Lê Lợi, Phường Bến Nghé, Quận 1, TP. Hồ Chí Minh",
+        buyer_name="Công ty Cổ phần Nguyễn Hoàng",
+        buyer_person="Nguyễn Văn An",
+        buyer_tax_code="0312345678",
+        buyer_address="45 Trần Hưng Đạo, Quận 5, TP. Hồ Chí Minh",
+        buyer_email="an.nguyen@nguyenhoang.vn",
+        payment_method="TM/CK",
+        total_before_tax=Decimal("990000"),
+        total_tax=Decimal("99000"),
+        total_amount=Decimal("1089000"),
+        amount_in_words="Một triệu không trăm tám mươi chín nghìn đồng",
+        lookup_code=f"TEST{number:06d}",
+    )
+    values.update(overrides)
+    xml = (
+        values.pop("xml", None)
+        or (
+            f'<?xml version="1.0" encoding="UTF-8"?><HDon><DLHDon Id="data">'
+            f"<TTChung><SHDon>{values['number']}</SHDon></TTChung></DLHDon></HDon>"
+        ).encode()
+    )
+    invoice = Invoice(xml=xml, xml_sha256=hashlib.sha256(xml).hexdigest(), **values)
+    invoice.search_text = fold(
+        " ".join(
+            [str(invoice.number), invoice.buyer_name, invoice.buyer_tax_code, invoice.buyer_email]
+        )
+    )
+    invoice.lines = [
+        InvoiceLine(position=1, name="Giấy in A4 Double A 80gsm", unit="Ram", quantity=Decimal(10),
+                    unit_price=Decimal(70000), amount=Decimal(700000), vat_rate="10%"),
+        InvoiceLine(position=2, name="Dịch vụ bảo trì máy in", unit="Lần", quantity=Decimal(1),
+                    unit_price=Decimal(290000), amount=Decimal(290000), vat_rate="10%"),
+    ]  # fmt: skip
+    invoice.vat_summaries = [
+        VatSummary(rate="10%", taxable_amount=Decimal(990000), tax_amount=Decimal(99000)),
+    ]
+    db.session.add(invoice)
+    db.session.commit()
+    return invoice

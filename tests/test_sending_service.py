@@ -1,0 +1,133 @@
+"""Queueing deliveries: one active per invoice, claims, the reconciler, the tax hook."""
+
+from datetime import timedelta
+
+import pytest
+from rq import Queue
+
+from portal.extensions import db
+from portal.models import Delivery, Invoice, MailSettings
+from portal.sending import service
+from portal.signals import delivery_queued
+from portal.types import utcnow
+from tests.factories import make_invoice
+
+
+@pytest.fixture
+def sending_app(app, redis_url):
+    app.config.update(REDIS_URL=redis_url, RQ_QUEUE="test-sending", QUEUED_STALE_AFTER=0)
+    with app.app_context():
+        db.session.add(
+            MailSettings(
+                host="127.0.0.1", port=1025, security="none", sender_email="hd@anhduong.vn"
+            )
+        )
+        db.session.commit()
+        from portal.runtime.queue import get_redis
+
+        get_redis().flushdb()
+    return app
+
+
+def recipients(to="an@example.com"):
+    return service.parse_recipients("Nguyễn Văn An", to)
+
+
+def test_queue_commits_the_delivery_then_enqueues_its_job(sending_app):
+    with sending_app.app_context():
+        invoice_id = make_invoice().id
+        result = service.queue_delivery(invoice_id, None, recipients())
+        assert result.created
+        assert db.session.get(Invoice, invoice_id).send_status == "queued"
+        from portal.runtime.queue import get_queue
+
+        assert get_queue().job_ids == [f"delivery-{result.delivery.id}"]
+
+
+def test_second_request_finds_the_active_delivery(sending_app):
+    with sending_app.app_context():
+        invoice_id = make_invoice().id
+        first = service.queue_delivery(invoice_id, None, recipients())
+        second = service.queue_delivery(invoice_id, None, recipients("other@example.com"))
+        assert not second.created and second.delivery.id == first.delivery.id
+        assert db.session.query(Delivery).count() == 1
+
+
+def test_only_one_claim_wins(sending_app):
+    with sending_app.app_context():
+        delivery_id = service.queue_delivery(make_invoice().id, None, recipients()).delivery.id
+        assert service.claim(delivery_id) is True
+        assert service.claim(delivery_id) is False
+
+
+def test_invalid_or_missing_addresses_are_refused(sending_app):
+    with sending_app.app_context():
+        invoice_id = make_invoice().id
+        with pytest.raises(service.NotSendable):
+            service.queue_delivery(invoice_id, None, recipients("not-an-address"))
+        with pytest.raises(service.NotSendable):
+            service.queue_delivery(invoice_id, None, recipients(""))
+        assert db.session.query(Delivery).count() == 0
+
+
+def test_replaced_invoice_is_never_sent(sending_app):
+    with sending_app.app_context():
+        invoice_id = make_invoice(state="replaced").id
+        with pytest.raises(service.NotSendable):
+            service.queue_delivery(invoice_id, None, recipients())
+
+
+def test_sending_without_mail_settings_is_refused(sending_app):
+    with sending_app.app_context():
+        db.session.query(MailSettings).delete()
+        db.session.commit()
+        with pytest.raises(service.NotSendable):
+            service.queue_delivery(make_invoice().id, None, recipients())
+
+
+def test_redis_down_keeps_the_delivery_queued(app):
+    app.config.update(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    with app.app_context():
+        db.session.add(MailSettings(host="127.0.0.1", port=1025, sender_email="hd@anhduong.vn"))
+        db.session.commit()
+        result = service.queue_delivery(make_invoice().id, None, recipients())
+        assert result.created
+        assert db.session.get(Delivery, result.delivery.id).status == "queued"
+
+
+def test_reconcile_requeues_lost_jobs(sending_app):
+    with sending_app.app_context():
+        from portal.runtime.queue import get_queue, get_redis
+
+        delivery_id = service.queue_delivery(make_invoice().id, None, recipients()).delivery.id
+        get_redis().flushdb()  # Redis lost the job
+        assert get_queue().job_ids == []
+        assert service.reconcile()["requeued"] == 1
+        assert get_queue().job_ids == [f"delivery-{delivery_id}"]
+        # A job that is still pending is not enqueued twice.
+        assert service.reconcile()["requeued"] == 0
+        assert len(Queue(sending_app.config["RQ_QUEUE"], connection=get_redis()).job_ids) == 1
+
+
+def test_reconcile_marks_abandoned_sends_unknown(sending_app):
+    with sending_app.app_context():
+        invoice_id = make_invoice().id
+        delivery_id = service.queue_delivery(invoice_id, None, recipients()).delivery.id
+        service.claim(delivery_id)
+        delivery = db.session.get(Delivery, delivery_id)
+        delivery.claimed_at = utcnow() - timedelta(hours=1)
+        db.session.commit()
+        assert service.reconcile()["unknown"] == 1
+        assert db.session.get(Delivery, delivery_id).status == "unknown"
+        assert db.session.get(Invoice, invoice_id).send_status == "unknown"
+
+
+def test_queueing_starts_the_transfer_to_the_tax_authority(sending_app):
+    seen = []
+
+    def on_queued(sender, **extra):
+        seen.append(extra)
+
+    with sending_app.app_context(), delivery_queued.connected_to(on_queued):
+        result = service.queue_delivery(make_invoice().id, None, recipients())
+    assert seen == [{"invoice_id": result.delivery.invoice_id, "delivery_id": result.delivery.id}]
