@@ -57,9 +57,10 @@ def _build(delivery: Delivery, invoice, settings):
     token, delivery.token_hash = service.new_link_token()
     set_expiry(delivery)
     delivery.message_id = mailer.new_message_id(smtp.sender_email)
-    rendered = service.render_invoice_email(
-        invoice, delivery.recipient_name, service.buyer_link(token)
-    )
+    link = service.buyer_link(token)
+    rendered = service.render_invoice_email(invoice, delivery.recipient_name, link)
+    # The open signal: a weak one, since mail apps and proxies fetch images by themselves.
+    html = rendered.html + f'<img src="{link}/o.gif" width="1" height="1" alt="">'
     return mailer.build_message(
         smtp,
         recipient_name=delivery.recipient_name,
