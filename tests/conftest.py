@@ -38,23 +38,29 @@ def migrated_db(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def app(tmp_path, migrated_db):
+def make_app(tmp_path, migrated_db, **overrides):
+    """The app on its own copy of the migrated SQLite database."""
     path = tmp_path / "portal.db"
     shutil.copy(migrated_db, path)
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "test-secret",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
-            "INSTANCE_PATH": str(tmp_path),
-            "WTF_CSRF_ENABLED": False,
-            "RATELIMIT_ENABLED": False,
-        }
-    )
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_ENABLED": False,
+        "RATELIMIT_STORAGE_URI": "memory://",
+    }
+    config.update(overrides)
+    app = create_app(config)
     app.instance_path = str(tmp_path)
+    return app
+
+
+@pytest.fixture
+def app(tmp_path, migrated_db):
     # No app context is held across the test: requests must not share `g` (the logged-in
     # user, the locale). Tests open `with app.app_context():` for database work.
+    app = make_app(tmp_path, migrated_db)
     yield app
     with app.app_context():
         db.engine.dispose()

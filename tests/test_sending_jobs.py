@@ -44,14 +44,18 @@ def test_delivered_message_carries_the_invoice_files_and_the_buyer_link(mail_app
     invoice_id, delivery_id = send_and_work(mail_app, cc="sep@example.com", bcc="luu@example.com")
     (received,) = smtp_server.messages
     assert sorted(received.rcpt_tos) == [
-        "an@example.com", "ke.toan@example.com", "luu@example.com", "sep@example.com"
+        "an@example.com",
+        "ke.toan@example.com",
+        "luu@example.com",
+        "sep@example.com",
     ]
     message = received.message
     with mail_app.app_context():
         invoice = db.session.get(Invoice, invoice_id)
         delivery = db.session.get(Delivery, delivery_id)
         files = {part.get_filename(): part.get_content() for part in message.iter_attachments()}
-        assert files == {"1K26TAA_00000001.pdf": invoice_pdf(invoice), "1K26TAA_00000001.xml": invoice.xml}
+        stem = f"1K26TAA_{invoice.number:08d}"
+        assert files == {f"{stem}.pdf": invoice_pdf(invoice), f"{stem}.xml": invoice.xml}
         assert message["Message-ID"] == delivery.message_id
         assert message["Reply-To"] == "ketoan@anhduong.vn"
         assert "Bcc" not in message.keys()

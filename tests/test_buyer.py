@@ -1,0 +1,203 @@
+"""The buyer portal: personal links, what they reveal, receipt events, the lookup page."""
+
+import re
+from datetime import timedelta
+
+import pytest
+from rq import SimpleWorker
+
+from portal.extensions import db
+from portal.models import Delivery, Invoice, MailSettings, ReceiptEvent
+from portal.runtime.queue import get_queue, get_redis
+from portal.sending import service
+from portal.types import utcnow
+from tests.conftest import login, make_app
+from tests.factories import make_invoice
+
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+
+
+@pytest.fixture
+def portal_app(app, redis_url, smtp_server):
+    app.config.update(
+        REDIS_URL=redis_url, RQ_QUEUE="test-buyer", SEND_RETRY_INTERVALS="0",
+        PORTAL_BASE_URL="http://localhost",
+    )  # fmt: skip
+    with app.app_context():
+        get_redis().flushdb()
+        db.session.add(MailSettings(host="127.0.0.1", port=smtp_server.port, security="none",
+                                    sender_email="hoadon@anhduong.vn"))  # fmt: skip
+        db.session.commit()
+    return app
+
+
+def send(app, smtp_server, invoice_id=None, **invoice):
+    """Send an invoice through the real worker and return (invoice_id, token from the email)."""
+    with app.app_context():
+        invoice_id = invoice_id or make_invoice(**invoice).id
+        service.queue_delivery(invoice_id, None, service.parse_recipients("", "an@example.com"))
+        SimpleWorker([get_queue()], connection=get_redis()).work(burst=True)
+    text = smtp_server.messages[-1].message.get_body(("plain",)).get_content()
+    return invoice_id, re.search(r"http://localhost/hd/(\S+)", text).group(1)
+
+
+def attachments(smtp_server):
+    message = smtp_server.messages[-1].message
+    return {
+        part.get_filename().rsplit(".", 1)[1]: part.get_content()
+        for part in message.iter_attachments()
+    }
+
+
+def events(app, invoice_id):
+    with app.app_context():
+        rows = db.session.scalars(
+            db.select(ReceiptEvent).filter_by(invoice_id=invoice_id).order_by(ReceiptEvent.id)
+        )
+        return [(e.kind, e.possibly_automatic) for e in rows]
+
+
+def backdate_delivery(app, invoice_id, seconds=60):
+    """Move the send into the past, so that opens are not 'within seconds of delivery'."""
+    with app.app_context():
+        for delivery in db.session.scalars(db.select(Delivery).filter_by(invoice_id=invoice_id)):
+            delivery.finished_at = utcnow() - timedelta(seconds=seconds)
+        db.session.commit()
+
+
+def test_the_link_shows_its_invoice_and_nothing_else(portal_app, smtp_server):
+    client = portal_app.test_client()
+    first_id, first_token = send(portal_app, smtp_server, buyer_name="Công ty Một")
+    _, second_token = send(portal_app, smtp_server, buyer_name="Công ty Hai")
+    page = client.get(f"/hd/{first_token}", headers={"User-Agent": PHONE})
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    assert "Công ty Một" in body and "Công ty Hai" not in body
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert "noindex" in page.headers["X-Robots-Tag"] and 'name="robots" content="noindex' in body
+    assert "http://" not in re.sub(
+        r'http://localhost[^"]*', "", body.split("<body")[0]
+    )  # no third-party
+    assert "Công ty Hai" in client.get(f"/hd/{second_token}").get_data(as_text=True)
+
+
+def test_downloads_are_the_files_the_email_carried(portal_app, smtp_server):
+    client = portal_app.test_client()
+    invoice_id, token = send(portal_app, smtp_server)
+    carried = attachments(smtp_server)
+    assert client.get(f"/hd/{token}/pdf").data == carried["pdf"]
+    assert client.get(f"/hd/{token}/xml").data == carried["xml"]
+    assert [kind for kind, _ in events(portal_app, invoice_id)] == [
+        "pdf_downloaded",
+        "xml_downloaded",
+    ]
+
+
+def test_events_tick_buyer_received_on_the_first_real_one(portal_app, smtp_server):
+    client = portal_app.test_client()
+    invoice_id, token = send(portal_app, smtp_server)
+    # An open within seconds of delivery may be a scanner: kept, flagged, ticks nothing.
+    client.get(f"/hd/{token}/o.gif")
+    with portal_app.app_context():
+        assert db.session.get(Invoice, invoice_id).received_at is None
+    backdate_delivery(portal_app, invoice_id)
+    client.get(f"/hd/{token}/o.gif", headers={"User-Agent": PHONE})
+    with portal_app.app_context():
+        invoice = db.session.get(Invoice, invoice_id)
+        assert invoice.received_kind == "email_opened" and invoice.received_at is not None
+    client.get(
+        f"/hd/{token}", headers={"User-Agent": "Mozilla/5.0 (compatible; Barracuda scanner)"}
+    )
+    client.get(f"/hd/{token}", headers={"User-Agent": PHONE})
+    client.post(f"/hd/{token}/shown", headers={"User-Agent": PHONE})
+    client.post(f"/hd/{token}/confirm", headers={"User-Agent": PHONE})
+    assert events(portal_app, invoice_id) == [
+        ("email_opened", True),
+        ("email_opened", False),
+        ("link_opened", True),
+        ("link_opened", False),
+        ("page_shown", False),
+        ("receipt_confirmed", False),
+    ]
+    with portal_app.app_context():
+        assert (
+            db.session.get(Invoice, invoice_id).received_kind == "page_shown"
+        )  # upgraded from the open
+
+
+def test_the_sellers_own_look_records_nothing(portal_app, smtp_server, users):
+    client = portal_app.test_client()
+    invoice_id, token = send(portal_app, smtp_server)
+    login(client, "sender")
+    assert client.get(f"/hd/{token}").status_code == 200
+    client.get(f"/hd/{token}/pdf")
+    assert events(portal_app, invoice_id) == []
+
+
+def test_a_new_send_replaces_the_old_link(portal_app, smtp_server):
+    client = portal_app.test_client()
+    invoice_id, old = send(portal_app, smtp_server, buyer_name="Công ty Một")
+    _, new = send(portal_app, smtp_server, invoice_id=invoice_id)
+    gone = client.get(f"/hd/{old}")
+    assert gone.status_code == 410 and "Công ty Một" not in gone.get_data(as_text=True)
+    assert client.get(f"/hd/{old}/pdf").status_code == 410
+    assert client.get(f"/hd/{new}").status_code == 200
+
+
+def test_revoked_and_expired_links_reveal_nothing(portal_app, smtp_server):
+    client = portal_app.test_client()
+    invoice_id, token = send(portal_app, smtp_server, buyer_name="Công ty Một")
+    with portal_app.app_context():
+        delivery = db.session.scalar(db.select(Delivery).filter_by(invoice_id=invoice_id))
+        delivery.expires_at = utcnow() - timedelta(seconds=1)
+        db.session.commit()
+    for path in ("", "/pdf", "/xml"):
+        response = client.get(f"/hd/{token}{path}")
+        assert response.status_code == 410 and b"%PDF" not in response.data
+        assert "Công ty Một" not in response.get_data(as_text=True)
+    with portal_app.app_context():
+        delivery = db.session.scalar(db.select(Delivery).filter_by(invoice_id=invoice_id))
+        delivery.expires_at, delivery.revoked_at = None, utcnow()
+        db.session.commit()
+    assert client.get(f"/hd/{token}").status_code == 410
+
+
+def test_guessed_tokens_find_nothing_and_get_rate_limited(
+    portal_app, smtp_server, tmp_path, migrated_db
+):
+    _, token = send(portal_app, smtp_server)
+    # The same database, served by an app with rate limits on.
+    uri = portal_app.config["SQLALCHEMY_DATABASE_URI"]
+    (tmp_path / "limited").mkdir()
+    client = make_app(tmp_path / "limited", migrated_db, RATELIMIT_ENABLED=True,
+                      SQLALCHEMY_DATABASE_URI=uri).test_client()  # fmt: skip
+    guesses = [token[:-1] + ("A" if token[-1] != "A" else "B")] + [f"{n:032d}" for n in range(40)]
+    statuses = [client.get(f"/hd/{guess}").status_code for guess in guesses]
+    assert 200 not in statuses
+    assert statuses[0] == 404 and 429 in statuses
+
+
+def test_lookup_code_finds_the_invoice_and_wrong_codes_look_alike(app):
+    with app.app_context():
+        make_invoice(lookup_code="ABCD234567", buyer_name="Công ty Một")
+        make_invoice(lookup_code="ZZZZ999999")
+    client = app.test_client()
+    found = client.post("/tra-cuu", data={"code": "abcd 234567"})
+    assert found.status_code == 302
+    page = client.get(found.headers["Location"])
+    assert "Công ty Một" in page.get_data(as_text=True)
+    wrong = [
+        client.post("/tra-cuu", data={"code": code}) for code in ("ABCD234568", "ZZZZ99999", "X")
+    ]
+    assert {(r.status_code, r.get_data(as_text=True)) for r in wrong} == {
+        (wrong[0].status_code, wrong[0].get_data(as_text=True))
+    }
+    assert wrong[0].status_code == 404
+
+
+def test_lookup_is_rate_limited(tmp_path, migrated_db):
+    client = make_app(tmp_path, migrated_db, RATELIMIT_ENABLED=True).test_client()
+    statuses = [
+        client.post("/tra-cuu", data={"code": f"GUESS{n:05d}"}).status_code for n in range(15)
+    ]
+    assert statuses[:10] == [404] * 10 and statuses[-1] == 429
