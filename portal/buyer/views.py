@@ -169,3 +169,28 @@ def lookup_file(ticket: str, kind: str):
     invoice = _ticket_invoice(ticket)
     service.record(invoice.id, None, f"{kind}_downloaded")
     return _file(invoice, kind)
+
+
+RECEIPT_LABELS = {
+    "email_opened": "Email opened",
+    "link_opened": "Link opened",
+    "page_shown": "Invoice page viewed",
+    "pdf_downloaded": "PDF downloaded",
+    "xml_downloaded": "XML downloaded",
+    "receipt_confirmed": "Receipt confirmed by the buyer",
+}
+
+
+@bp.app_template_global()
+def receipt_kind_label(kind: str) -> str:
+    """The seller-facing words for a receipt event."""
+    return _(RECEIPT_LABELS[kind]) if kind in RECEIPT_LABELS else kind
+
+
+def timeline(invoice_id: int) -> list:
+    """Every receipt event of an invoice, oldest first."""
+    from portal.models import ReceiptEvent
+
+    return db.session.scalars(
+        db.select(ReceiptEvent).filter_by(invoice_id=invoice_id).order_by(ReceiptEvent.id)
+    ).all()
