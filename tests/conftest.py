@@ -190,7 +190,8 @@ def browser_login(page, live_server, username="admin"):
     page.goto(live_server.url + "/login")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)
 
 
 def _pg_bin(name: str) -> str:
