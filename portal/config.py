@@ -69,3 +69,5 @@ class Config:
         self.SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "30"))
         self.PDF_FONT_DIR = str(ROOT / "static" / "fonts")
         self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))
+        # Uploads (XML files, zips of them) are read into memory.
+        self.MAX_CONTENT_LENGTH = 50 * 1024 * 1024

@@ -1,0 +1,370 @@
+"""Store invoice documents and import signed XML files (loose or zipped) from the seller."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from flask_babel import gettext as _
+from sqlalchemy.exc import IntegrityError
+
+from portal.database import begin_write
+from portal.einvoice.document import Document
+from portal.einvoice.signing import SignatureError, verify_xml
+from portal.einvoice.totals import check_totals
+from portal.einvoice.xml import (
+    InvoiceXmlError,
+    has_cqt_code,
+    parse_tree,
+    related_fields,
+    safe_parse,
+)
+from portal.extensions import db
+from portal.models import Customer, Invoice, InvoiceLine, Seller, VatSummary
+from portal.text import fold, nfc
+
+# Easy to read aloud and to type from a printed invoice: no 0/O, 1/I/L.
+LOOKUP_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+LOOKUP_LENGTH = 10
+MAX_FILE_BYTES = 5 * 1024 * 1024  # one invoice XML; real ones are a few KB to a few hundred KB
+MAX_ZIP_TOTAL_BYTES = 100 * 1024 * 1024  # everything unpacked from one upload
+MAX_ZIP_MEMBERS = 2000
+RELATED_STATES = {"1": "replaced", "2": "adjusted"}  # TTHDLQuan/TCHDon
+
+
+@dataclass
+class FileResult:
+    """What became of one file: the invoice it made, or why it was refused."""
+
+    name: str
+    invoice_id: int | None = None
+    label: str = ""  # "1K26TAA" + number, for the link to the invoice
+    number: str = ""
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def imported(self) -> bool:
+        return self.invoice_id is not None
+
+
+@dataclass
+class ImportReport:
+    """The per-file results of one upload, in upload order."""
+
+    results: list[FileResult] = field(default_factory=list)
+
+    @property
+    def imported(self) -> list[FileResult]:
+        return [r for r in self.results if r.imported]
+
+    @property
+    def refused(self) -> list[FileResult]:
+        return [r for r in self.results if not r.imported]
+
+    def messages(self) -> list[str]:
+        """Return every error as "file: message", for logs and command lines."""
+        return [f"{r.name}: {e}" for r in self.results for e in r.errors]
+
+
+class ImportRefused(Exception):
+    """One file cannot be imported; carries every reason found."""
+
+    def __init__(self, reasons: list[str]):
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
+# --- storing ------------------------------------------------------------------------
+
+
+def new_lookup_code() -> str:
+    """Return a random lookup code no invoice uses yet."""
+    while True:
+        code = "".join(secrets.choice(LOOKUP_ALPHABET) for _i in range(LOOKUP_LENGTH))
+        if not db.session.scalar(db.select(Invoice.id).filter_by(lookup_code=code)):
+            return code
+
+
+def store_document(doc: Document, xml: bytes, source: str, warnings: Iterable[str] = ()) -> Invoice:
+    """Add an Invoice with its lines and rate summaries; flush, leave the commit to the caller."""
+    lookup_code = nfc(doc.lookup_code).strip()
+    if (
+        not lookup_code
+        or len(lookup_code) > 32
+        or db.session.scalar(db.select(Invoice.id).filter_by(lookup_code=lookup_code))
+    ):
+        lookup_code = new_lookup_code()
+    customer_id = None
+    if doc.buyer.tax_code:
+        customer_id = db.session.scalar(
+            db.select(Customer.id).filter_by(tax_code=doc.buyer.tax_code).limit(1)
+        )
+    number_label = f"{doc.number:08d}"
+    invoice = Invoice(
+        form=doc.form,
+        series=doc.series,
+        number=doc.number,
+        issued_on=doc.issued_on,
+        version=doc.version,
+        title=nfc(doc.title),
+        currency=doc.currency or "VND",
+        exchange_rate=doc.exchange_rate,
+        payment_method=nfc(doc.payment_method),
+        seller_name=nfc(doc.seller.name),
+        seller_tax_code=doc.seller.tax_code,
+        seller_address=nfc(doc.seller.address),
+        seller_phone=doc.seller.phone,
+        seller_email=doc.seller.email,
+        seller_bank_account=doc.seller.bank_account,
+        seller_bank_name=nfc(doc.seller.bank_name),
+        customer_id=customer_id,
+        buyer_name=nfc(doc.buyer.name),
+        buyer_person=nfc(doc.buyer.person),
+        buyer_tax_code=doc.buyer.tax_code,
+        buyer_address=nfc(doc.buyer.address),
+        buyer_email=doc.buyer.email,
+        buyer_phone=doc.buyer.phone,
+        buyer_code=doc.buyer.code,
+        total_before_tax=doc.total_before_tax,
+        total_tax=doc.total_tax,
+        total_discount=doc.total_discount,
+        total_fees=doc.total_fees,
+        total_amount=doc.total_amount,
+        amount_in_words=nfc(doc.amount_in_words),
+        lookup_code=lookup_code,
+        state="issued",
+        related_info=doc.related_info,
+        warnings="\n".join(warnings),
+        source=source,
+        xml=bytes(xml),
+        xml_sha256=hashlib.sha256(xml).hexdigest(),
+        search_text=fold(
+            " ".join([number_label, doc.buyer.name, doc.buyer.tax_code, doc.buyer.email])
+        ),
+    )
+    invoice.lines = [
+        InvoiceLine(
+            position=line.position,
+            kind=line.kind,
+            code=line.code,
+            name=nfc(line.name),
+            unit=nfc(line.unit),
+            quantity=line.quantity,
+            unit_price=line.unit_price,
+            discount_rate=line.discount_rate,
+            discount_amount=line.discount_amount,
+            amount=line.amount,
+            vat_rate=line.vat_rate,
+        )
+        for line in doc.lines
+    ]
+    invoice.vat_summaries = [
+        VatSummary(rate=s.rate, taxable_amount=s.taxable_amount, tax_amount=s.tax_amount)
+        for s in doc.summaries
+    ]
+    _mark_related(doc)
+    db.session.add(invoice)
+    db.session.flush()
+    return invoice
+
+
+def _mark_related(doc: Document) -> None:
+    """Mark the invoice this one replaces or adjusts, when this portal holds it."""
+    related = related_fields(doc.related_info)
+    state = RELATED_STATES.get(related.get("TCHDon", ""))
+    number = related.get("SHDCLQuan", "")
+    if not state or not number.isdigit():
+        return
+    original = db.session.scalar(
+        db.select(Invoice).filter_by(
+            seller_tax_code=doc.seller.tax_code,
+            form=int(related["KHMSHDCLQuan"])
+            if related.get("KHMSHDCLQuan", "").isdigit()
+            else doc.form,
+            series=related.get("KHHDCLQuan", "").upper(),
+            number=int(number),
+        )
+    )
+    if original is not None and original.state == "issued":
+        original.state = state
+
+
+# --- importing ----------------------------------------------------------------------
+
+
+def _xml_error(exc: InvoiceXmlError) -> str:
+    return _(exc.message, **exc.params) if exc.params else _(exc.message)
+
+
+def _signature_error(exc: SignatureError) -> str:
+    return _(exc.message, **exc.params) if exc.params else _(exc.message)
+
+
+def _unpack(name: str, data: bytes) -> list[tuple[str, bytes | None, str | None]]:
+    """Turn one uploaded file into (name, xml bytes, error) entries."""
+    lower = name.lower()
+    if lower.endswith(".xml"):
+        if len(data) > MAX_FILE_BYTES:
+            return [(name, None, _too_big())]
+        return [(name, data, None)]
+    if not lower.endswith(".zip"):
+        return [(name, None, _("Not an XML or ZIP file."))]
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        members = [i for i in archive.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return [(name, None, _("The ZIP file is damaged or not a ZIP file."))]
+    if len(members) > MAX_ZIP_MEMBERS:
+        return [
+            (name, None, _("The ZIP file holds more than %(limit)s files.", limit=MAX_ZIP_MEMBERS))
+        ]
+    entries: list[tuple[str, bytes | None, str | None]] = []
+    budget = MAX_ZIP_TOTAL_BYTES
+    for info in members:
+        base = info.filename.rsplit("/", 1)[-1]
+        # macOS adds resource forks to archives it makes; they are not the seller's files.
+        if info.filename.startswith("__MACOSX/") or base.startswith("._"):
+            continue
+        member = f"{name}/{info.filename}"
+        if not base.lower().endswith(".xml"):
+            entries.append((member, None, _("Not an XML file.")))
+            continue
+        if info.file_size > MAX_FILE_BYTES or info.file_size > budget:
+            entries.append((member, None, _too_big()))
+            continue
+        try:
+            # Read at most one byte past the limit: the header's size may lie (zip bomb).
+            with archive.open(info) as handle:
+                content = handle.read(MAX_FILE_BYTES + 1)
+        except (zipfile.BadZipFile, RuntimeError, ValueError, OSError, NotImplementedError):
+            entries.append((member, None, _("The ZIP file is damaged or not a ZIP file.")))
+            continue
+        if len(content) > MAX_FILE_BYTES:
+            entries.append((member, None, _too_big()))
+            continue
+        budget -= len(content)
+        entries.append((member, content, None))
+    if not entries:
+        return [(name, None, _("The ZIP file holds no XML file."))]
+    return entries
+
+
+def _too_big() -> str:
+    return _("The file is larger than %(limit)s MB.", limit=MAX_FILE_BYTES // (1024 * 1024))
+
+
+def _check(xml: bytes, seller: Seller) -> tuple[Document, list[str]]:
+    """Parse and check one file; return the document and its warnings or raise ImportRefused."""
+    try:
+        root = safe_parse(xml).getroot()
+        doc = parse_tree(root)
+    except InvoiceXmlError as exc:
+        raise ImportRefused([_xml_error(exc)]) from exc
+    reasons = []
+    if has_cqt_code(root):
+        reasons.append(
+            _(
+                "MCCQT: the invoice carries a tax authority code; only invoices without a code "
+                "(series K) are imported here."
+            )
+        )
+    if not doc.series.startswith("K"):
+        reasons.append(
+            _(
+                "KHHDon: series %(series)s is not a series without a tax authority code "
+                "(it must start with K).",
+                series=doc.series,
+            )
+        )
+    if doc.seller.tax_code != seller.tax_code:
+        reasons.append(
+            _(
+                "NBan/MST: seller tax code %(found)s is not this portal's seller (%(expected)s).",
+                found=doc.seller.tax_code,
+                expected=seller.tax_code,
+            )
+        )
+    try:
+        signer = verify_xml(xml)
+    except SignatureError as exc:
+        reasons.append(_signature_error(exc))
+    else:
+        if signer.tax_code != doc.seller.tax_code:
+            reasons.append(
+                _(
+                    "X509Certificate: the certificate belongs to tax code %(found)s, not to the "
+                    "seller NBan/MST %(expected)s.",
+                    found=signer.tax_code or "?",
+                    expected=doc.seller.tax_code,
+                )
+            )
+    if _exists(doc):
+        reasons.append(_duplicate(doc))
+    if reasons:
+        raise ImportRefused(reasons)
+    return doc, check_totals(doc)
+
+
+def _exists(doc: Document) -> bool:
+    return (
+        db.session.scalar(
+            db.select(Invoice.id).filter_by(
+                seller_tax_code=doc.seller.tax_code,
+                form=doc.form,
+                series=doc.series,
+                number=doc.number,
+            )
+        )
+        is not None
+    )
+
+
+def _duplicate(doc: Document) -> str:
+    return _(
+        "SHDon: invoice %(series)s No. %(number)s already exists.",
+        series=f"{doc.form}{doc.series}",
+        number=f"{doc.number:08d}",
+    )
+
+
+def import_files(files: list[tuple[str, bytes]], seller: Seller) -> ImportReport:
+    """Import each signed XML (loose or in a ZIP) on its own: a bad file imports nothing."""
+    report = ImportReport()
+    for upload_name, data in files:
+        for name, xml, error in _unpack(upload_name, data):
+            result = FileResult(name=name)
+            report.results.append(result)
+            if error:
+                result.errors.append(error)
+                continue
+            _import_one(result, xml, seller)
+    return report
+
+
+def _import_one(result: FileResult, xml: bytes, seller: Seller) -> None:
+    begin_write()
+    try:
+        doc, warnings = _check(xml, seller)
+        invoice = store_document(doc, xml, source="import", warnings=warnings)
+        db.session.commit()
+    except ImportRefused as exc:
+        db.session.rollback()
+        result.errors.extend(exc.reasons)
+        return
+    except IntegrityError:
+        # Another upload stored the same number between our check and our insert.
+        db.session.rollback()
+        result.errors.append(_duplicate(doc))
+        return
+    except Exception:
+        db.session.rollback()
+        raise
+    result.invoice_id = invoice.id
+    result.label = invoice.series_label
+    result.number = invoice.number_label
+    result.warnings = list(warnings)
