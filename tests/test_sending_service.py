@@ -131,3 +131,33 @@ def test_queueing_starts_the_transfer_to_the_tax_authority(sending_app):
     with sending_app.app_context(), delivery_queued.connected_to(on_queued):
         result = service.queue_delivery(make_invoice().id, None, recipients())
     assert seen == [{"invoice_id": result.delivery.invoice_id, "delivery_id": result.delivery.id}]
+
+
+@pytest.mark.postgres
+def test_one_active_delivery_and_one_claim_on_postgresql(postgres_app, redis_url):
+    import threading
+
+    postgres_app.config.update(REDIS_URL=redis_url, RQ_QUEUE="test-pg-sending")
+    with postgres_app.app_context():
+        db.session.add(MailSettings(host="127.0.0.1", port=1025, sender_email="hd@anhduong.vn"))
+        db.session.commit()
+        invoice_id = make_invoice().id
+        first = service.queue_delivery(invoice_id, None, recipients())
+        second = service.queue_delivery(invoice_id, None, recipients())
+        assert first.created and not second.created
+        delivery_id = first.delivery.id
+
+    wins = []
+    barrier = threading.Barrier(4)
+
+    def contend():
+        with postgres_app.app_context():
+            barrier.wait()
+            wins.append(service.claim(delivery_id))
+
+    threads = [threading.Thread(target=contend) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(wins) == [False, False, False, True]
