@@ -3,11 +3,11 @@
 from flask import Flask, render_template, request
 
 
-def render(page: str, fragment: str, **context) -> str:
+def render(page_template: str, fragment_template: str, /, **context) -> str:
     """Answer an htmx request with the fragment and a plain request with the whole page."""
     if getattr(request, "htmx", False) and not request.headers.get("HX-History-Restore-Request"):
-        return render_template(fragment, **context)
-    return render_template(page, **context)
+        return render_template(fragment_template, **context)
+    return render_template(page_template, **context)
 
 
 def init_app(app: Flask) -> None:

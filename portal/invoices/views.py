@@ -1,14 +1,141 @@
-"""The seller's home: the list of issued invoices."""
+"""The seller's home (the issued-invoice list) and the invoice page with its files."""
 
-from flask import Blueprint, render_template
+from flask import Blueprint, Response, abort, render_template, request
+from flask_babel import lazy_gettext as _l
 
 from portal.auth.views import role_required
+from portal.extensions import db
+from portal.invoices import service
+from portal.invoices.forms import FilterForm
+from portal.models import Delivery, Invoice
+from portal.web import render
 
 bp = Blueprint("invoices", __name__)
+
+TAX_LABELS = {
+    "tax_not_sent": _l("Not sent to the tax authority"),
+    "tax_pending": _l("Sent, waiting for the tax authority"),
+    "tax_accepted": _l("Accepted by the tax authority"),
+    "tax_rejected": _l("Rejected by the tax authority"),
+    "tax_failed": _l("Sending to the tax authority failed"),
+}
+TAB_LABELS = {
+    "all": _l("All"),
+    "not_sent": _l("Not sent to customer"),
+    "failed": _l("Send failed"),
+    "sent": _l("Invoice sent to customer"),
+}
+
+
+STATE_LABELS = {
+    "replaced": _l("Replaced"),
+    "adjusted": _l("Adjusted"),
+    "cancelled": _l("Cancelled"),
+}
+
+
+@bp.app_template_global()
+def invoice_state_label(state: str) -> str:
+    return str(STATE_LABELS.get(state, state))
+
+
+@bp.app_template_global()
+def tax_status_label(status: str) -> str:
+    return str(TAX_LABELS.get(status, status))
+
+
+def _filters(form: FilterForm) -> service.Filters:
+    period = form.period.data if form.period.data in service.PERIODS else "this_month"
+    tab = form.tab.data if form.tab.data in service.TABS else "all"
+    return service.Filters(
+        tab=tab,
+        period=period,
+        date_from=form.date_from.data if not form.date_from.errors else None,
+        date_to=form.date_to.data if not form.date_to.errors else None,
+        q=(form.q.data or "").strip()[:100],
+        series=form.series.data or "",
+        tax_status=form.tax_status.data if form.tax_status.data in TAX_LABELS else "",
+        received=form.received.data if form.received.data in ("yes", "no") else "",
+        sort=form.sort.data or "-date",
+        page=form.page.data if isinstance(form.page.data, int) and not form.page.errors else 1,
+    )
 
 
 @bp.get("/")
 @role_required("viewer")
 def index():
-    """List issued invoices."""
-    return render_template("invoices/index.html")
+    """List issued invoices by tab, period, search and filters."""
+    form = FilterForm(request.args)
+    form.set_choices(service.series_choices(), TAX_LABELS)
+    form.validate()
+    filters = _filters(form)
+    if filters.date_from or filters.date_to:
+        # Dates typed in mean a custom period, whatever the period box says.
+        filters.period = form.period.data = "custom"
+    page = service.list_invoices(filters)
+    failed = [i.id for i in page.items if i.send_status in ("failed", "unknown")]
+    return render(
+        "invoices/index.html",
+        "invoices/_table.html",
+        form=form,
+        filters=filters,
+        page=page,
+        tabs=TAB_LABELS,
+        last_deliveries=service.last_deliveries(failed),
+    )
+
+
+@bp.app_template_global()
+def list_url(**changes) -> str:
+    """The list's URL with the current filters and some changed (back to page 1 unless given)."""
+    from flask import url_for
+
+    args = {k: v for k, v in request.args.items() if v and k != "page"}
+    args.update({k: v for k, v in changes.items() if v is not None})
+    return url_for("invoices.index", **args)
+
+
+def _invoice(invoice_id: int) -> Invoice:
+    invoice = db.session.get(Invoice, invoice_id)
+    if invoice is None:
+        abort(404)
+    return invoice
+
+
+@bp.get("/invoices/<int:invoice_id>")
+@role_required("viewer")
+def show(invoice_id: int):
+    """The invoice in its legal layout, with its sending history and the buyer's receipt."""
+    from portal.buyer.views import timeline
+
+    invoice = _invoice(invoice_id)
+    deliveries = db.session.scalars(
+        db.select(Delivery).filter_by(invoice_id=invoice.id).order_by(Delivery.id.desc())
+    ).all()
+    return render_template(
+        "invoices/show.html", invoice=invoice, deliveries=deliveries, events=timeline(invoice.id)
+    )
+
+
+@bp.get("/invoices/<int:invoice_id>/pdf")
+@role_required("viewer")
+def pdf(invoice_id: int):
+    """The invoice's PDF, rendered once and reused."""
+    from portal.rendering.service import invoice_pdf
+
+    invoice = _invoice(invoice_id)
+    response = Response(invoice_pdf(invoice), mimetype="application/pdf")
+    name = f"{invoice.series_label}_{invoice.number_label}.pdf"
+    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    return response
+
+
+@bp.get("/invoices/<int:invoice_id>/xml")
+@role_required("viewer")
+def xml(invoice_id: int):
+    """The signed XML exactly as issued."""
+    invoice = _invoice(invoice_id)
+    response = Response(invoice.xml, mimetype="application/xml")
+    name = f"{invoice.series_label}_{invoice.number_label}.xml"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response

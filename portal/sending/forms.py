@@ -3,6 +3,7 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import RadioField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, ValidationError
 
 from portal.sending.addresses import parse_addresses
@@ -21,7 +22,7 @@ def _addresses(form, field):
 class SendForm(FlaskForm):
     method = RadioField(
         _l("Sending method"),
-        choices=[("email", _l("Email")), ("link", _l("Copy link"))],
+        choices=[SelectChoice("email", _l("Email")), SelectChoice("link", _l("Copy link"))],
         default="email",
     )
     recipient_name = StringField(_l("Recipient name"), validators=[Length(max=200)])

@@ -1,0 +1,46 @@
+"""The list's filter form: a plain GET form that htmx also submits."""
+
+from flask_babel import lazy_gettext as _l
+from wtforms import DateField, Form, HiddenField, IntegerField, SearchField, SelectField
+from wtforms.fields.choices import SelectChoice as C
+from wtforms.validators import Optional, ValidationError
+
+from portal.models import TAX_STATUSES
+
+
+class FilterForm(Form):
+    """Filters read from the query string (no CSRF: a GET changes nothing)."""
+
+    tab = HiddenField(default="all")
+    period = SelectField(
+        _l("Period"),
+        choices=[
+            C("this_month", _l("This month")),
+            C("last_month", _l("Last month")),
+            C("this_quarter", _l("This quarter")),
+            C("this_year", _l("This year")),
+            C("custom", _l("From – to")),
+            C("all", _l("All time")),
+        ],
+        default="this_month",
+    )
+    date_from = DateField(_l("From"), validators=[Optional()], format=["%Y-%m-%d", "%d/%m/%Y"])
+    date_to = DateField(_l("To"), validators=[Optional()], format=["%Y-%m-%d", "%d/%m/%Y"])
+    q = SearchField(_l("Search"))
+    series = SelectField(_l("Series"), choices=[], validate_choice=False)
+    tax_status = SelectField(_l("Tax status"), choices=[], validate_choice=False)
+    received = SelectField(
+        _l("Buyer received"),
+        choices=[C("", _l("All")), C("yes", _l("Received")), C("no", _l("Not received"))],
+        default="",
+    )
+    sort = HiddenField(default="-date")
+    page = IntegerField(default=1, validators=[Optional()])
+
+    def validate_date_to(self, field):
+        if self.date_from.data and field.data and field.data < self.date_from.data:
+            raise ValidationError(_l("The end date is before the start date."))
+
+    def set_choices(self, series: list[str], tax_labels: dict[str, str]) -> None:
+        self.series.choices = [C("", _l("All series"))] + [C(s) for s in series]
+        self.tax_status.choices = [C("", _l("All"))] + [C(s, tax_labels[s]) for s in TAX_STATUSES]

@@ -1,0 +1,181 @@
+"""Query the issued-invoice list: tabs, period, search, filters, sorting and pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import Float, case, cast, func, or_, select
+
+from portal.extensions import db
+from portal.models import Delivery, Invoice
+from portal.text import fold
+
+# Tabs of the list and the send statuses each shows. "Chưa rõ kết quả" (unknown) sits with
+# the failures: in both cases the seller has to look and decide.
+TABS = {
+    "all": None,
+    "not_sent": ("not_sent",),
+    "failed": ("failed", "unknown"),
+    "sent": ("sent",),
+}
+PERIODS = ("this_month", "last_month", "this_quarter", "this_year", "custom", "all")
+SORTS = {"date", "number", "buyer", "total"}
+
+
+@dataclass
+class Filters:
+    tab: str = "all"
+    period: str = "this_month"
+    date_from: date | None = None
+    date_to: date | None = None
+    q: str = ""
+    series: str = ""
+    tax_status: str = ""
+    received: str = ""  # "", "yes", "no"
+    sort: str = "-date"
+    page: int = 1
+
+
+@dataclass
+class Page:
+    items: list[Invoice]
+    total: int
+    page: int
+    pages: int
+    per_page: int
+    counts: dict[str, int] = field(default_factory=dict)
+    start: date | None = None
+    end: date | None = None
+
+    @property
+    def first_index(self) -> int:
+        return 0 if not self.total else (self.page - 1) * self.per_page + 1
+
+    @property
+    def last_index(self) -> int:
+        return min(self.page * self.per_page, self.total)
+
+
+def today() -> date:
+    return datetime.now(ZoneInfo(current_app.config["PORTAL_TIMEZONE"])).date()
+
+
+def period_range(filters: Filters, now: date) -> tuple[date | None, date | None]:
+    """The first and last issue dates a period covers (None: open-ended)."""
+    if filters.period == "this_month":
+        start = now.replace(day=1)
+        return start, _month_end(start)
+    if filters.period == "last_month":
+        start = (now.replace(day=1) - timedelta(days=1)).replace(day=1)
+        return start, _month_end(start)
+    if filters.period == "this_quarter":
+        start = date(now.year, 3 * ((now.month - 1) // 3) + 1, 1)
+        return start, _month_end(start.replace(month=start.month + 2))
+    if filters.period == "this_year":
+        return date(now.year, 1, 1), date(now.year, 12, 31)
+    if filters.period == "custom":
+        return filters.date_from, filters.date_to
+    return None, None
+
+
+def _month_end(first: date) -> date:
+    next_month = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return next_month - timedelta(days=1)
+
+
+def _conditions(filters: Filters, start: date | None, end: date | None) -> list:
+    conditions = []
+    if start:
+        conditions.append(Invoice.issued_on >= start)
+    if end:
+        conditions.append(Invoice.issued_on <= end)
+    if filters.series:
+        conditions.append(Invoice.series == filters.series[-6:])
+    if filters.tax_status:
+        conditions.append(Invoice.tax_status == filters.tax_status)
+    if filters.received == "yes":
+        conditions.append(Invoice.received_at.is_not(None))
+    elif filters.received == "no":
+        conditions.append(Invoice.received_at.is_(None))
+    query = fold(filters.q).strip()
+    if query:
+        escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches = [Invoice.search_text.like(f"%{escaped}%", escape="\\")]
+        if query.isdigit() and len(query) <= 9:
+            matches.append(Invoice.number == int(query))
+        conditions.append(or_(*matches))
+    return conditions
+
+
+def _order(sort: str):
+    descending = sort.startswith("-")
+    key = sort.lstrip("-")
+    if key not in SORTS:
+        key, descending = "date", True
+    if key == "total":
+        column = Invoice.total_amount
+        # SQLite keeps money as exact text; compare it as a number.
+        if db.engine.dialect.name == "sqlite":
+            column = cast(column, Float)
+        columns = [column]
+    elif key == "number":
+        columns = [Invoice.series, Invoice.number]
+    elif key == "buyer":
+        columns = [Invoice.buyer_name]
+    else:
+        columns = [Invoice.issued_on]
+    columns.append(Invoice.id)
+    return [c.desc() if descending else c.asc() for c in columns]
+
+
+def list_invoices(filters: Filters) -> Page:
+    """One page of the list, the tab counts under the same filters, and the period's dates."""
+    start, end = period_range(filters, today())
+    conditions = _conditions(filters, start, end)
+    status_groups = {tab: statuses for tab, statuses in TABS.items() if statuses}
+    count_columns = [func.count(Invoice.id)] + [
+        func.sum(case((Invoice.send_status.in_(statuses), 1), else_=0))
+        for statuses in status_groups.values()
+    ]
+    row = db.session.execute(select(*count_columns).where(*conditions)).one()
+    counts = {"all": row[0]} | {
+        tab: int(value or 0) for tab, value in zip(status_groups, row[1:], strict=True)
+    }
+    statuses = TABS.get(filters.tab)
+    if statuses:
+        conditions.append(Invoice.send_status.in_(statuses))
+    total = counts.get(filters.tab, counts["all"])
+    per_page = current_app.config["PAGE_SIZE"]
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, filters.page), pages)
+    items = db.session.scalars(
+        select(Invoice)
+        .where(*conditions)
+        .order_by(*_order(filters.sort))
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return Page(items, total, page, pages, per_page, counts, start, end)
+
+
+def series_choices() -> list[str]:
+    rows = db.session.execute(
+        select(Invoice.form, Invoice.series).distinct().order_by(Invoice.series)
+    )
+    return [f"{form}{series}" for form, series in rows]
+
+
+def last_deliveries(invoice_ids: list[int]) -> dict[int, Delivery]:
+    """The newest delivery of each invoice, in one query (for the reasons of failed rows)."""
+    if not invoice_ids:
+        return {}
+    newest = (
+        select(func.max(Delivery.id))
+        .where(Delivery.invoice_id.in_(invoice_ids))
+        .group_by(Delivery.invoice_id)
+    )
+    rows = db.session.scalars(select(Delivery).where(Delivery.id.in_(newest)))
+    return {delivery.invoice_id: delivery for delivery in rows}

@@ -1,0 +1,55 @@
+"""Say in the seller's words why a send failed and what to do about it."""
+
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+STATUS_LABELS = {
+    "not_sent": _l("Not sent to customer"),
+    "queued": _l("Sending"),
+    "sending": _l("Sending"),
+    "sent": _l("Invoice sent to customer"),
+    "failed": _l("Send failed"),
+    "unknown": _l("Outcome unknown"),
+}
+
+REASONS = {
+    "auth": _l(
+        "The mail server refused the user name or password. Check the invoice email settings."
+    ),
+    "sender_refused": _l(
+        "The mail server does not allow sending from this sender address. Check the sender "
+        "address in the invoice email settings."
+    ),
+    "recipient_refused": _l(
+        "The recipient's mailbox does not exist or refused the email. Check the address and send again."
+    ),
+    "unreachable": _l(
+        "Could not reach the mail server. Check its address and port; sending is retried automatically."
+    ),
+    "temporary": _l("The mail server refused for now; sending is retried automatically."),
+    "rejected": _l(
+        "The mail server rejected the email (for example as spam or too large). Read its answer below."
+    ),
+    "tls": _l(
+        "The secure connection to the mail server failed. Check the security setting (STARTTLS/SSL)."
+    ),
+    "no_answer": _l(
+        "The mail server did not answer after receiving the email: it may have been delivered. "
+        "Ask the buyer before sending again."
+    ),
+    "no_settings": _l("The invoice email settings are missing."),
+    "bad_header": _l("The email had an invalid header and was not sent."),
+    "internal": _l("The email could not be prepared. Try again or contact support."),
+}
+
+
+def status_label(status: str) -> str:
+    return str(STATUS_LABELS.get(status, status))
+
+
+def explain(kind: str, code: int | None, message: str) -> str:
+    """One sentence for the seller, followed by the server's own answer when there is one."""
+    reason = str(REASONS.get(kind) or _("Sending failed."))
+    if code or message:
+        reason += " " + _("Mail server: %(answer)s", answer=f"{code or ''} {message}".strip())
+    return reason
