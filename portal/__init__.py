@@ -31,6 +31,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from portal.importing import views as importing
     from portal.invoices import views as invoices
     from portal.sending import views as sending
+    from portal.settings import views as settings
 
     database.init_app(app)
     migrate.init_app(app, database.db, directory=str(ROOT / "migrations"))
@@ -47,5 +48,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(sending.bp)
     app.register_blueprint(buyer.bp)
+    app.register_blueprint(settings.bp)
     demo.init_app(app)
     return app

@@ -55,7 +55,13 @@ _html_env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=
 
 
 class TemplateError(ValueError):
-    """A template the seller wrote that cannot be used, with the reason."""
+    """A template the seller wrote that cannot be used: unknown variables or a syntax error."""
+
+    def __init__(self, unknown: list[str] | None = None, line: int | None = None, detail: str = ""):
+        super().__init__(f"unknown={unknown} line={line} {detail}")
+        self.unknown = unknown or []
+        self.line = line
+        self.detail = detail
 
 
 @dataclass
@@ -71,10 +77,10 @@ def check_template(source: str, html: bool = False) -> None:
     try:
         parsed = env.parse(source)
     except TemplateSyntaxError as error:
-        raise TemplateError(f"line {error.lineno}: {error.message}") from error
+        raise TemplateError(line=error.lineno, detail=error.message or "") from error
     unknown = meta.find_undeclared_variables(parsed) - VARIABLES.keys()
     if unknown:
-        raise TemplateError("unknown variables: " + ", ".join(sorted(unknown)))
+        raise TemplateError(unknown=sorted(unknown))
 
 
 def render_email(subject: str, text: str, html: str, variables: dict[str, str]) -> RenderedEmail:

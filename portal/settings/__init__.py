@@ -1,0 +1,1 @@
+"""The seller's settings: the invoice email (SMTP) and the email template."""
