@@ -1,0 +1,132 @@
+"""What a seller clicks, in Debian's chromium: the list's filters and the send dialog."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+from rq import SimpleWorker
+
+from portal.extensions import db
+from portal.models import MailSettings
+from portal.runtime.queue import get_queue, get_redis
+from tests.conftest import browser_login
+from tests.factories import make_invoice
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def seeded(app, users):
+    today = date.today()
+    last_year = today.replace(year=today.year - 1)
+    with app.app_context():
+        make_invoice(issued_on=today, buyer_name="Công ty Nguyễn Hoàng", send_status="not_sent")
+        make_invoice(issued_on=today, buyer_name="Cửa hàng Bình Minh", send_status="sent")
+        make_invoice(
+            issued_on=today,
+            buyer_name="Đại lý Trần Gia",
+            send_status="failed",
+            total_amount=Decimal(5500),
+        )
+        make_invoice(issued_on=last_year, buyer_name="Công ty Năm Cũ")
+    return app
+
+
+def rows(page):
+    return page.locator("#invoice-table tbody tr").all_inner_texts()
+
+
+def test_filters_swap_the_table_without_a_page_load(seeded, live_server, page):
+    browser_login(page, live_server, "viewer")
+    page.goto(live_server.url + "/")
+    page.evaluate("window.__sameDocument = true")
+    assert any("Nguyễn Hoàng" in r for r in rows(page)) and not any(
+        "Năm Cũ" in r for r in rows(page)
+    )
+
+    page.click("a[data-tab=failed]")
+    page.wait_for_url("**tab=failed**")
+    page.locator("#invoice-table tbody tr").first.wait_for()
+    assert [r for r in rows(page) if "Trần Gia" in r] and not any(
+        "Bình Minh" in r for r in rows(page)
+    )
+
+    page.click("a[data-tab=all]")
+    page.wait_for_url("**tab=all**")
+    page.select_option("select[name=period]", "all")
+    page.wait_for_url("**period=all**")
+    page.get_by_text("Công ty Năm Cũ").wait_for()
+
+    page.fill("#filter-q", "binh minh")
+    page.wait_for_url(lambda url: "q=binh" in url)
+    page.wait_for_function("document.querySelectorAll('#invoice-table tbody tr').length === 1")
+    assert "Cửa hàng Bình Minh" in rows(page)[0]
+    assert page.evaluate("window.__sameDocument") is True  # no full page load happened
+
+    page.go_back()
+    page.wait_for_function("!location.search.includes('q=binh')")
+    page.get_by_text("Công ty Năm Cũ").wait_for()
+    page.reload()
+    page.get_by_text("Công ty Năm Cũ").wait_for()  # the URL holds the filters
+
+
+def test_the_list_works_without_javascript(seeded, live_server, browser):
+    context = browser.new_context(java_script_enabled=False, locale="vi-VN")
+    page = context.new_page()
+    browser_login(page, live_server, "viewer")
+    page.goto(live_server.url + "/")
+    page.select_option("select[name=period]", "all")
+    page.fill("#filter-q", "năm cũ")
+    page.click("form#filters button[type=submit]")
+    page.wait_for_url("**q=**")
+    assert [r for r in rows(page) if "Công ty Năm Cũ" in r] and len(rows(page)) == 1
+    page.click("a[data-tab=not_sent]")
+    assert "tab=not_sent" in page.url
+    context.close()
+
+
+def test_send_dialog_from_the_list(app, users, live_server, page, redis_url, smtp_server):
+    app.config.update(
+        REDIS_URL=redis_url, RQ_QUEUE="test-browser-send", PORTAL_BASE_URL=live_server.url
+    )
+    with app.app_context():
+        get_redis().flushdb()
+        db.session.add(MailSettings(host="127.0.0.1", port=smtp_server.port, security="none",
+                                    sender_name="Ánh Dương", sender_email="hoadon@anhduong.vn"))  # fmt: skip
+        db.session.commit()
+        invoice = make_invoice(issued_on=date.today(), buyer_name="Công ty Nguyễn Hoàng",
+                               buyer_person="Nguyễn Văn An", buyer_email="an@nguyenhoang.vn")  # fmt: skip
+        invoice_id = invoice.id
+    browser_login(page, live_server, "sender")
+    page.goto(live_server.url + "/")
+    page.evaluate("window.__sameDocument = true")
+    page.click(f"#invoice-{invoice_id} .actions a")
+    dialog = page.locator("dialog#send-dialog")
+    dialog.wait_for()
+    assert dialog.locator("[name=recipient_name]").input_value() == "Nguyễn Văn An"
+    assert dialog.locator("[name=to]").input_value() == "an@nguyenhoang.vn"
+
+    dialog.locator("[name=to]").fill("an@nguyenhoang.vn; sai-dia-chi")
+    dialog.locator("[name=to]").dispatch_event("change")
+    page.get_by_text("“sai-dia-chi” không phải địa chỉ email hợp lệ").wait_for()
+    dialog.locator("[name=to]").fill("an@nguyenhoang.vn; ketoan@nguyenhoang.vn")
+    dialog.locator("[name=to]").dispatch_event("change")
+    page.get_by_text("“sai-dia-chi”").wait_for(state="detached")
+
+    dialog.get_by_role("button", name="Xem trước email").click()
+    page.locator(".email-preview").get_by_text("ketoan@nguyenhoang.vn").wait_for()
+    assert ".pdf (" in page.locator(".email-preview").inner_text()
+
+    dialog.get_by_role("button", name="Gửi", exact=True).click()
+    status = page.locator(f"#send-status-{invoice_id}")
+    status.get_by_text("Đang gửi").wait_for()
+    page.locator("dialog#send-dialog").wait_for(state="detached")
+
+    with app.app_context():
+        SimpleWorker([get_queue()], connection=get_redis()).work(burst=True)
+    status.get_by_text("Đã gửi HĐ cho KH").wait_for(timeout=10000)  # the row polls itself
+    assert page.evaluate("window.__sameDocument") is True
+    assert sorted(smtp_server.messages[0].rcpt_tos) == [
+        "an@nguyenhoang.vn",
+        "ketoan@nguyenhoang.vn",
+    ]
