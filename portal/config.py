@@ -67,6 +67,11 @@ class Config:
         self.BUYER_LINK_DAYS = int(os.environ.get("BUYER_LINK_DAYS", "0"))
         self.SEND_RETRY_INTERVALS = os.environ.get("SEND_RETRY_INTERVALS", "30,120,600")
         self.SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "30"))
+        # The reconciler re-enqueues deliveries queued this long without a job in Redis,
+        # and marks ones left "sending" this long (a dead worker) as unknown.
+        self.QUEUED_STALE_AFTER = int(os.environ.get("QUEUED_STALE_AFTER", "60"))
+        self.SENDING_STALE_AFTER = int(os.environ.get("SENDING_STALE_AFTER", "600"))
+        self.RECONCILE_EVERY = int(os.environ.get("RECONCILE_EVERY", "60"))
         self.PDF_FONT_DIR = str(ROOT / "static" / "fonts")
         self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))
         # Uploads (XML files, zips of them) are read into memory.

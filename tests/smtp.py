@@ -37,7 +37,13 @@ class ScriptedHandler:
 
     async def handle_DATA(self, server, session, envelope):
         if self.data_delay:
+            # The server has the message but is slow to say so: the client may give up
+            # (or die) without knowing the message went through.
+            self.messages.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+            )
             await asyncio.sleep(self.data_delay)
+            return "250 2.0.0 Ok: queued as SLOW"
         if self.data_replies:
             reply = self.data_replies.pop(0)
             if not reply.startswith("250"):
