@@ -30,6 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from portal.extensions import csrf, htmx, limiter, mail, migrate
     from portal.importing import views as importing
     from portal.invoices import views as invoices
+    from portal.mailbox import views as mailbox
     from portal.sending import views as sending
     from portal.settings import views as settings
 
@@ -49,5 +50,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(sending.bp)
     app.register_blueprint(buyer.bp)
     app.register_blueprint(settings.bp)
+    app.register_blueprint(mailbox.bp)
     demo.init_app(app)
     return app

@@ -59,7 +59,7 @@ def check(invoice_id: int):
     invoice = _invoice(invoice_id)
     form = SendForm()
     form.validate()
-    return render_template("sending/_fields.html", **_dialog_context(invoice, form))
+    return render_template("sending/_field_errors.html", **_dialog_context(invoice, form))
 
 
 @bp.get("/invoices/<int:invoice_id>/send/preview")

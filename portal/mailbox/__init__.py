@@ -1,0 +1,1 @@
+"""The caught-mail page of `make run`: read what the portal sent, click the buyer link."""

@@ -1,0 +1,116 @@
+"""Show the messages the local mail catcher kept; only while it is the mail server."""
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, current_app, render_template
+from markupsafe import Markup, escape
+
+from portal.auth.views import role_required
+
+bp = Blueprint("mailbox", __name__, url_prefix="/mailbox")
+NAME = re.compile(r"^\d+-[0-9a-f]{8}$")
+URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+@dataclass
+class Caught:
+    name: str
+    received_at: datetime
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    size: int
+
+    @property
+    def attachments(self) -> list[tuple[str, int]]:
+        return [
+            (p.get_filename() or "", len(p.get_content())) for p in self.message.iter_attachments()
+        ]
+
+
+def _folder() -> Path:
+    folder = current_app.config.get("MAIL_CATCHER_DIR")
+    if not folder:
+        abort(404)
+    return Path(folder)
+
+
+def _load(path: Path) -> Caught:
+    envelope = (
+        json.loads(path.with_suffix(".json").read_text())
+        if path.with_suffix(".json").exists()
+        else {}
+    )
+    data = path.read_bytes()
+    return Caught(
+        name=path.stem,
+        received_at=datetime.fromtimestamp(envelope.get("received_at", path.stat().st_mtime), UTC),
+        mail_from=envelope.get("mail_from", ""),
+        rcpt_tos=envelope.get("rcpt_tos", []),
+        message=message_from_bytes(data, policy=policy.default),
+        size=len(data),
+    )
+
+
+def _find(name: str) -> Caught:
+    if not NAME.match(name):
+        abort(404)
+    path = _folder() / f"{name}.eml"
+    if not path.exists():
+        abort(404)
+    return _load(path)
+
+
+@bp.get("/")
+@role_required("admin")
+def index():
+    """List caught messages, newest first."""
+    paths = sorted(_folder().glob("*.eml"), reverse=True)[:200]
+    return render_template("mailbox/index.html", messages=[_load(p) for p in paths])
+
+
+@bp.get("/<name>")
+@role_required("admin")
+def show(name: str):
+    """One caught message: headers, envelope, the text body with clickable links."""
+    caught = _find(name)
+    body = caught.message.get_body(("plain",))
+    text = body.get_content() if body else ""
+    # Escape everything, then turn bare URLs into links: the message cannot inject markup.
+    linked = URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', str(escape(text)))
+    has_html = caught.message.get_body(("html",)) is not None
+    return render_template(
+        "mailbox/show.html", caught=caught, text=Markup(linked), has_html=has_html
+    )
+
+
+@bp.get("/<name>/html")
+@role_required("admin")
+def html(name: str):
+    """The HTML body as a sandboxed page: no scripts, no outside requests."""
+    body = _find(name).message.get_body(("html",)) or abort(404)
+    response = Response(body.get_content(), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = (
+        "sandbox; default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'"
+    )
+    return response
+
+
+@bp.get("/<name>/attachments/<int:index>")
+@role_required("admin")
+def attachment(name: str, index: int):
+    """Download one attachment as it was received."""
+    parts = list(_find(name).message.iter_attachments())
+    if index >= len(parts):
+        abort(404)
+    part = parts[index]
+    response = Response(part.get_content(), mimetype=part.get_content_type())
+    filename = re.sub(r"[^\w.\-]", "_", part.get_filename() or f"attachment-{index}")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
