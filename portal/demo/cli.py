@@ -1,13 +1,154 @@
-"""The `flask demo` commands."""
+"""`flask demo seed`: a seller, series, customers and realistic issued invoices."""
+
+import random
+import time as clock
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from portal.database import begin_write
+from portal.demo import data
+from portal.einvoice.document import Document, Line, Party
+from portal.extensions import db
+from portal.importing.service import LOOKUP_ALPHABET, store_document
+from portal.issuing.service import ensure_demo_signer, seller_party, sign_document, signing_moment
+from portal.models import Customer, Invoice, InvoiceSeries, Seller, User
 
-@click.group("demo", cls=AppGroup)
-def demo_cli():
-    """Demo data."""
+demo_cli = AppGroup("demo", help="Demo data.")
+BATCH = 500
+
+
+def _today() -> date:
+    return datetime.now(ZoneInfo(current_app.config["PORTAL_TIMEZONE"])).date()
+
+
+def ensure_basics(
+    rng: random.Random, today: date
+) -> tuple[Seller, list[InvoiceSeries], list[Customer]]:
+    """The seller profile, two series of this year, customers and the demo users."""
+    seller = db.session.scalar(db.select(Seller).limit(1))
+    if seller is None:
+        seller = Seller(**data.SELLER)
+        db.session.add(seller)
+    year = f"{today.year % 100:02d}"
+    series = []
+    for form, code in ((1, f"K{year}TAA"), (2, f"K{year}TBB")):
+        row = db.session.scalar(db.select(InvoiceSeries).filter_by(form=form, series=code))
+        if row is None:
+            row = InvoiceSeries(form=form, series=code, next_number=1)
+            db.session.add(row)
+        series.append(row)
+    customers = db.session.scalars(db.select(Customer).order_by(Customer.id)).all()
+    if not customers:
+        customers = [_customer(rng, index) for index in range(50)]
+        db.session.add_all(customers)
+    for username, password, role, name in (
+        ("admin", "admin", "admin", "Quản trị viên"),
+        ("ketoan", "ketoan", "sender", "Kế toán Lan"),
+    ):
+        if db.session.scalar(db.select(User).filter_by(username=username)) is None:
+            user = User(username=username, role=role, name=name)
+            user.set_password(password)
+            db.session.add(user)
+    db.session.flush()
+    return seller, series, customers
+
+
+def _customer(rng: random.Random, index: int) -> Customer:
+    person = f"{rng.choice(data.SURNAMES)} {rng.choice(data.MIDDLE)} {rng.choice(data.GIVEN)}"
+    address = f"{rng.randint(1, 300)} {rng.choice(data.STREETS)}, {rng.choice(data.CITIES)}"
+    if index % 5 == 4:  # a retail buyer: no tax code, often no email
+        return Customer(name=rng.choice(data.RETAIL), contact_name=person, address=address,
+                        email="" if index % 10 == 9 else f"khach{index}@example.com")  # fmt: skip
+    name = f"{rng.choice(data.COMPANY_KINDS)} {data.COMPANY_NAMES[index % len(data.COMPANY_NAMES)]}"
+    email = "" if index % 7 == 6 else f"ketoan{index}@example.com"
+    return Customer(
+        code=f"KH{index + 1:04d}", name=name, tax_code=f"03{rng.randint(10**7, 10**8 - 1)}",
+        address=address, email=email, contact_name=person, phone=f"09{rng.randint(10**7, 10**8 - 1)}",
+    )  # fmt: skip
+
+
+def _document(rng: random.Random, issued_on: date, buyer: Party, seller: Party) -> Document:
+    foreign = rng.random() < 0.03
+    lines = []
+    for position in range(1, rng.randint(1, 6) + 1):
+        name, unit, price, rate = rng.choice(data.GOODS)
+        quantity = Decimal(rng.choice([1, 1, 2, 3, 5, 10, 12, 20]))
+        unit_price = Decimal(price)
+        if foreign:
+            unit_price = (unit_price / Decimal(25_400)).quantize(Decimal("0.01"))
+        lines.append(Line(position=position, name=name, unit=unit, quantity=quantity,
+                          unit_price=unit_price, vat_rate="0%" if foreign else rate))  # fmt: skip
+    return Document(
+        form=1, series="", number=0, issued_on=issued_on, seller=seller, buyer=buyer,
+        lines=lines, currency="USD" if foreign else "VND",
+        exchange_rate=Decimal("25400") if foreign else None,
+        payment_method=rng.choice(["TM/CK", "CK", "TM"]),
+        lookup_code="".join(rng.choice(LOOKUP_ALPHABET) for _ in range(10)),
+    )  # fmt: skip
+
+
+def seed(count: int, seed_value: int, days: int = 90) -> int:
+    """Issue `count` demo invoices spread over the last `days` days; return how many."""
+    rng = random.Random(seed_value)
+    today = _today()
+    begin_write()
+    seller, series_rows, customers = ensure_basics(rng, today)
+    signer = ensure_demo_signer(seller)
+    # Plain values: the ORM rows expire at every batch commit.
+    seller_data = seller_party(seller)
+    buyers = [
+        Party(name=c.name, tax_code=c.tax_code, address=c.address, email=c.email, phone=c.phone,
+              person=c.contact_name, code=c.code)
+        for c in customers
+    ]  # fmt: skip
+    series = [[s.id, s.form, s.series, s.next_number] for s in series_rows]
+    start = max(today - timedelta(days=days), date(today.year, 1, 1))
+    span = (today - start).days
+    dates = sorted(start + timedelta(days=rng.randint(0, span)) for _ in range(count))
+    for done, issued_on in enumerate(dates, 1):
+        chosen = series[0] if rng.random() < 0.8 else series[1]
+        doc = _document(rng, issued_on, rng.choice(buyers), seller_data)
+        doc.form, doc.series, doc.number = chosen[1], chosen[2], chosen[3]
+        chosen[3] += 1
+        doc.data_id = f"data-{doc.series}-{doc.number}"
+        with db.session.no_autoflush:
+            store_document(
+                doc, sign_document(doc, signer, signing_moment(doc)), "demo", flush=False
+            )
+        if done % BATCH == 0 or done == len(dates):
+            # The series hand out the numbers used, in the same transaction: no gaps.
+            for series_id, _form, _code, next_number in series:
+                db.session.get(InvoiceSeries, series_id).next_number = next_number
+            db.session.commit()
+            db.session.expunge_all()
+            begin_write()
+    db.session.commit()
+    return len(dates)
+
+
+@demo_cli.command("seed")
+@click.option("--invoices", "count", default=200, show_default=True)
+@click.option(
+    "--seed", "seed_value", default=2026, show_default=True, help="same seed, same invoices"
+)
+@click.option("--if-empty", is_flag=True, help="do nothing when invoices exist")
+def seed_command(count: int, seed_value: int, if_empty: bool):
+    """Create a seller, series, customers, demo users and issued invoices."""
+    if if_empty and db.session.scalar(db.select(Invoice.id).limit(1)) is not None:
+        click.echo("Invoices exist; demo data not loaded again.")
+        return
+    started = clock.perf_counter()
+    done = seed(count, seed_value)
+    elapsed = clock.perf_counter() - started
+    click.echo(
+        f"Issued {done} demo invoices in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f}/s)."
+    )
+    click.echo("Demo logins: admin / admin (admin), ketoan / ketoan (sender).")
 
 
 def init_app(app: Flask) -> None:

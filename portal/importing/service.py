@@ -90,8 +90,13 @@ def new_lookup_code() -> str:
             return code
 
 
-def store_document(doc: Document, xml: bytes, source: str, warnings: Iterable[str] = ()) -> Invoice:
-    """Add an Invoice with its lines and rate summaries; flush, leave the commit to the caller."""
+def store_document(
+    doc: Document, xml: bytes, source: str, warnings: Iterable[str] = (), flush: bool = True
+) -> Invoice:
+    """Add an Invoice with its lines and rate summaries; flush, leave the commit to the caller.
+
+    Bulk loaders pass flush=False and flush once per batch.
+    """
     lookup_code = nfc(doc.lookup_code).strip()
     if (
         not lookup_code
@@ -169,7 +174,8 @@ def store_document(doc: Document, xml: bytes, source: str, warnings: Iterable[st
     ]
     _mark_related(doc)
     db.session.add(invoice)
-    db.session.flush()
+    if flush:
+        db.session.flush()
     return invoice
 
 

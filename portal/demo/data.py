@@ -1,0 +1,118 @@
+"""Realistic Vietnamese names, goods and prices for demo invoices."""
+
+SELLER = dict(
+    name="Công ty TNHH Thương mại và Dịch vụ Ánh Dương",
+    tax_code="0312678945",
+    address="123 Nguyễn Thị Minh Khai, Phường Bến Thành, Quận 1, TP. Hồ Chí Minh",
+    phone="028 3925 6789",
+    email="ketoan@anhduong.vn",
+    bank_account="0071000123456",
+    bank_name="Ngân hàng TMCP Ngoại thương Việt Nam (Vietcombank) - CN Sài Gòn",
+)
+
+COMPANY_KINDS = ["Công ty TNHH", "Công ty Cổ phần", "Công ty TNHH MTV", "Doanh nghiệp tư nhân"]
+COMPANY_NAMES = [
+    "Thương mại Hoàng Long",
+    "Xây dựng Phú Mỹ",
+    "Thực phẩm Sài Gòn Xanh",
+    "Vận tải Bắc Nam",
+    "Công nghệ Ánh Sao",
+    "Dược phẩm Minh Tâm",
+    "Nội thất Gỗ Việt",
+    "Du lịch Biển Đông",
+    "Điện máy Thành Công",
+    "May mặc Hưng Thịnh",
+    "Cơ khí Đại Phát",
+    "Giáo dục Tương Lai",
+    "Nông sản Đồng Tháp",
+    "Thiết bị Y tế Bình An",
+    "Văn phòng phẩm Hồng Hà",
+    "In ấn Sáng Tạo",
+    "Nhựa Rạng Đông",
+    "Cà phê Cao Nguyên",
+    "Logistics Cửu Long",
+    "Phần mềm Trí Việt",
+]
+SURNAMES = [
+    "Nguyễn",
+    "Trần",
+    "Lê",
+    "Phạm",
+    "Hoàng",
+    "Huỳnh",
+    "Phan",
+    "Vũ",
+    "Võ",
+    "Đặng",
+    "Bùi",
+    "Đỗ",
+]
+MIDDLE = ["Văn", "Thị", "Đức", "Minh", "Thu", "Ngọc", "Quang", "Thanh", "Hữu", "Bảo"]
+GIVEN = [
+    "An",
+    "Bình",
+    "Châu",
+    "Dũng",
+    "Giang",
+    "Hà",
+    "Hải",
+    "Hương",
+    "Khánh",
+    "Lan",
+    "Long",
+    "Mai",
+    "Nam",
+    "Phúc",
+    "Quân",
+    "Sơn",
+    "Tâm",
+    "Thảo",
+    "Trung",
+    "Tuấn",
+    "Uyên",
+    "Yến",
+]
+STREETS = [
+    "Lê Lợi",
+    "Trần Hưng Đạo",
+    "Hai Bà Trưng",
+    "Lý Thường Kiệt",
+    "Điện Biên Phủ",
+    "Nguyễn Huệ",
+    "Cách Mạng Tháng Tám",
+    "Võ Văn Tần",
+    "Phan Đình Phùng",
+    "Láng Hạ",
+]
+CITIES = [
+    "Quận 1, TP. Hồ Chí Minh",
+    "Quận 3, TP. Hồ Chí Minh",
+    "Quận Hoàn Kiếm, Hà Nội",
+    "Quận Cầu Giấy, Hà Nội",
+    "Quận Hải Châu, Đà Nẵng",
+    "TP. Biên Hòa, Đồng Nai",
+    "TP. Thủ Dầu Một, Bình Dương",
+    "Quận Ninh Kiều, Cần Thơ",
+]
+RETAIL = ["Khách lẻ", "Anh Tuấn - khách lẻ", "Chị Hương", "Khách hàng không lấy hóa đơn"]
+
+# (name, unit, price in VND, VAT rate)
+GOODS = [
+    ("Giấy in A4 Double A 80gsm", "Ram", 72_000, "10%"),
+    ("Mực in HP 78A chính hãng", "Hộp", 1_450_000, "10%"),
+    ("Bàn làm việc gỗ sồi 1m2", "Cái", 2_850_000, "10%"),
+    ("Ghế xoay văn phòng lưng lưới", "Cái", 1_290_000, "10%"),
+    ("Máy tính xách tay Dell Latitude 5440", "Chiếc", 21_500_000, "10%"),
+    ("Gạo ST25 túi 5kg", "Túi", 185_000, "5%"),
+    ("Nước mắm Phú Quốc 40 độ đạm", "Chai", 65_000, "8%"),
+    ("Cà phê rang xay Buôn Ma Thuột", "Kg", 320_000, "8%"),
+    ("Dịch vụ vệ sinh văn phòng tháng", "Tháng", 4_500_000, "8%"),
+    ("Phí vận chuyển nội thành", "Chuyến", 350_000, "8%"),
+    ("Sách giáo khoa Tiếng Việt lớp 1", "Bộ", 98_000, "KCT"),
+    ("Phân bón NPK 16-16-8", "Bao", 640_000, "KCT"),
+    ("Thuốc Paracetamol 500mg", "Hộp", 25_000, "5%"),
+    ("Dịch vụ bảo trì phần mềm quý", "Quý", 12_000_000, "10%"),
+    ("Xuất khẩu hàng may mặc", "Lô", 150_000_000, "0%"),
+    ("Phí quản lý chung cư", "Tháng", 1_200_000, "KKKNT"),
+    ("Dịch vụ tư vấn thuế", "Giờ", 900_000, "KHAC:3.5%"),
+]

@@ -1,0 +1,1 @@
+"""Issue invoices we make ourselves (demo data, the JSON API): number, sign, store."""

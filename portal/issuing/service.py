@@ -1,0 +1,112 @@
+"""Number, total, word, build, sign and store an invoice; numbers never skip or repeat."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import text
+
+from portal.database import begin_write
+from portal.einvoice.document import Document, Party
+from portal.einvoice.signing import make_certificate, sign_xml
+from portal.einvoice.totals import apply_totals
+from portal.einvoice.words import amount_in_words
+from portal.einvoice.xml import build_xml
+from portal.extensions import db
+from portal.importing.service import new_lookup_code, store_document
+from portal.models import Invoice, InvoiceSeries, Seller
+
+
+class IssueError(ValueError):
+    """The invoice cannot be issued (no seller profile, unknown series...)."""
+
+
+@dataclass
+class Signer:
+    key_pem: bytes
+    cert_pem: bytes
+
+
+def _signing_paths() -> tuple[Path, Path]:
+    folder = Path(current_app.instance_path) / "signing"
+    key = current_app.config.get("SIGNING_KEY_PATH") or folder / "key.pem"
+    cert = current_app.config.get("SIGNING_CERT_PATH") or folder / "cert.pem"
+    return Path(key), Path(cert)
+
+
+def load_signer() -> Signer:
+    """The seller's signing key and certificate (a demo one unless configured)."""
+    key, cert = _signing_paths()
+    if not key.exists() or not cert.exists():
+        raise IssueError("no signing certificate: run `flask demo seed` or set SIGNING_KEY_PATH")
+    return Signer(key.read_bytes(), cert.read_bytes())
+
+
+def ensure_demo_signer(seller: Seller) -> Signer:
+    """Make a self-signed demo certificate for the seller's tax code, once."""
+    key, cert = _signing_paths()
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        # Demo invoices are dated up to a year back: the certificate must cover them.
+        since = datetime(datetime.now(UTC).year - 1, 1, 1, tzinfo=UTC)
+        key_pem, cert_pem = make_certificate(seller.tax_code, seller.name, not_before=since)
+        key.write_bytes(key_pem)
+        key.chmod(0o600)
+        cert.write_bytes(cert_pem)
+    return load_signer()
+
+
+def seller_party(seller: Seller) -> Party:
+    return Party(
+        name=seller.name, tax_code=seller.tax_code, address=seller.address, phone=seller.phone,
+        email=seller.email, bank_account=seller.bank_account, bank_name=seller.bank_name,
+    )  # fmt: skip
+
+
+def next_number(series_id: int) -> int:
+    """Take the series' next number inside the caller's write transaction (a rollback gives it back)."""
+    return db.session.execute(
+        text(
+            "UPDATE invoice_series SET next_number = next_number + 1 "
+            "WHERE id = :id RETURNING next_number - 1"
+        ),
+        {"id": series_id},
+    ).scalar_one()
+
+
+def signing_moment(doc: Document) -> datetime:
+    """Sign at noon of the issue date, Vietnam time: deterministic for demo data."""
+    zone = ZoneInfo(current_app.config["PORTAL_TIMEZONE"])
+    return datetime.combine(doc.issued_on, time(12), zone).astimezone(UTC)
+
+
+def sign_document(doc: Document, signer: Signer, signing_time: datetime | None = None) -> bytes:
+    """Complete the totals and words, then build and sign the XML; the bytes are final."""
+    apply_totals(doc)
+    doc.amount_in_words = amount_in_words(doc.total_amount, doc.currency)
+    return sign_xml(build_xml(doc), signer.key_pem, signer.cert_pem, signing_time=signing_time)
+
+
+def issue_invoice(doc: Document, series_id: int, signer: Signer, source: str = "api") -> Invoice:
+    """Issue one invoice in its own write transaction and commit it."""
+    begin_write()
+    try:
+        series = db.session.get(InvoiceSeries, series_id)
+        seller = db.session.scalar(db.select(Seller).limit(1))
+        if series is None or not series.active:
+            raise IssueError("unknown or inactive series")
+        if seller is None:
+            raise IssueError("no seller profile")
+        doc.form, doc.series = series.form, series.series
+        doc.number = next_number(series.id)
+        doc.seller = seller_party(seller)
+        doc.lookup_code = doc.lookup_code or new_lookup_code()
+        xml = sign_document(doc, signer, datetime.now(UTC))
+        invoice = store_document(doc, xml, source)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return invoice
