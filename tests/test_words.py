@@ -36,15 +36,26 @@ def test_domain_examples_and_edges(amount, words):
 
 
 def test_vnd_rounds_to_whole_dong():
-    assert amount_in_words(Decimal("1089000.5")) == "Một triệu không trăm tám mươi chín nghìn không trăm linh một đồng"
+    assert (
+        amount_in_words(Decimal("1089000.5"))
+        == "Một triệu không trăm tám mươi chín nghìn không trăm linh một đồng"
+    )
 
 
 def test_foreign_currency_reads_cents():
-    assert amount_in_words(Decimal("1250.50"), "USD") == "Một nghìn hai trăm năm mươi đô la Mỹ năm mươi xu"
+    assert (
+        amount_in_words(Decimal("1250.50"), "USD")
+        == "Một nghìn hai trăm năm mươi đô la Mỹ năm mươi xu"
+    )
 
 
 def test_every_amount_reads_cleanly():
-    for amount in list(range(0, 2200)) + [10**n + k for n in range(3, 16) for k in (0, 1, 5, 15, 21, 105)]:
+    for amount in list(range(0, 2200)) + [
+        10**n + k for n in range(3, 16) for k in (0, 1, 5, 15, 21, 105)
+    ]:
         words = amount_in_words(amount)
         assert words[0].isupper() and words.endswith(" đồng") and "  " not in words, (amount, words)
-        assert "mươi một" not in words and "mười năm" not in words and "mươi năm" not in words, (amount, words)
+        assert "mươi một" not in words and "mười năm" not in words and "mươi năm" not in words, (
+            amount,
+            words,
+        )
