@@ -46,7 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(invoices.bp)
     app.register_blueprint(importing.bp)
-    app.register_blueprint(api.bp)
+    api.init_app(app)
     app.register_blueprint(sending.bp)
     app.register_blueprint(buyer.bp)
     app.register_blueprint(settings.bp)
