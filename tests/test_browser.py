@@ -106,6 +106,13 @@ def test_send_dialog_from_the_list(app, users, live_server, page, redis_url, smt
     assert dialog.locator("[name=recipient_name]").input_value() == "Nguyễn Văn An"
     assert dialog.locator("[name=to]").input_value() == "an@nguyenhoang.vn"
 
+    # Sending with no address keeps the dialog open and says why.
+    dialog.locator("[name=to]").fill("")
+    page.wait_for_load_state("networkidle")
+    dialog.get_by_role("button", name="Gửi", exact=True).click()
+    page.get_by_text("Nhập ít nhất một email người nhận.").first.wait_for()
+    dialog = page.locator("dialog#send-dialog")
+
     # Typing checks the addresses as the seller goes (htmx, after a short pause).
     dialog.locator("[name=to]").fill("an@nguyenhoang.vn; sai-dia-chi")
     page.get_by_text("“sai-dia-chi” không phải địa chỉ email hợp lệ").wait_for()

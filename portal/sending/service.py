@@ -320,3 +320,36 @@ def _job_pending(delivery_id: int) -> bool:
         JobStatus.STARTED,
         JobStatus.DEFERRED,
     )
+
+
+def ensure_mail_settings() -> MailSettings | None:
+    """Create the first mail settings from MAIL_* (the local catcher under `make run`)."""
+    settings = mail_settings()
+    config = current_app.config
+    if settings is not None and config.get("MAIL_CATCHER_DIR") and settings.host == "127.0.0.1":
+        # The catcher may have had to take another port this time.
+        settings.port = int(config["MAIL_PORT"])
+        db.session.commit()
+    if settings is not None or not config.get("MAIL_SERVER"):
+        return settings
+    from portal.sending.secrets_box import encrypt
+
+    security = (
+        "ssl"
+        if config.get("MAIL_USE_SSL")
+        else "starttls"
+        if config.get("MAIL_USE_TLS")
+        else "none"
+    )
+    settings = MailSettings(
+        host=config["MAIL_SERVER"],
+        port=int(config["MAIL_PORT"]),
+        security=security,
+        username=config.get("MAIL_USERNAME") or "",
+        password_encrypted=encrypt(config.get("MAIL_PASSWORD") or ""),
+        sender_name=config.get("MAIL_SENDER_NAME", ""),
+        sender_email=config.get("MAIL_DEFAULT_SENDER") or "hoadon@localhost",
+    )
+    db.session.add(settings)
+    db.session.commit()
+    return settings

