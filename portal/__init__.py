@@ -34,6 +34,11 @@ def create_app(test_config: dict | None = None) -> Flask:
     from portal.sending import views as sending
     from portal.settings import views as settings
 
+    if app.config.get("TRUST_PROXY"):
+        # Behind nginx: take the client's address and scheme from one proxy hop.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)
     database.init_app(app)
     migrate.init_app(app, database.db, directory=str(ROOT / "migrations"))
     csrf.init_app(app)

@@ -73,6 +73,7 @@ class Config:
         self.SENDING_STALE_AFTER = int(os.environ.get("SENDING_STALE_AFTER", "600"))
         self.RECONCILE_EVERY = int(os.environ.get("RECONCILE_EVERY", "60"))
         self.PDF_FONT_DIR = str(ROOT / "static" / "fonts")
+        self.TRUST_PROXY = _bool("TRUST_PROXY")
         self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))
         # Uploads (XML files, zips of them) are read into memory.
         self.MAX_CONTENT_LENGTH = 50 * 1024 * 1024

@@ -201,3 +201,19 @@ def test_lookup_is_rate_limited(tmp_path, migrated_db):
         client.post("/tra-cuu", data={"code": f"GUESS{n:05d}"}).status_code for n in range(15)
     ]
     assert statuses[:10] == [404] * 10 and statuses[-1] == 429
+
+
+def test_the_seller_can_turn_a_link_off(portal_app, smtp_server, users):
+    invoice_id, token = send(portal_app, smtp_server, buyer_name="Công ty Một")
+    seller = portal_app.test_client()
+    login(seller, "sender")
+    page = seller.get(f"/invoices/{invoice_id}").get_data(as_text=True)
+    assert "Tắt đường dẫn của người mua" in page
+    with portal_app.app_context():
+        delivery_id = db.session.scalar(db.select(Delivery.id).filter_by(invoice_id=invoice_id))
+    assert seller.post(f"/deliveries/{delivery_id}/revoke").status_code == 302
+    gone = portal_app.test_client().get(f"/hd/{token}")
+    assert gone.status_code == 410 and "Công ty Một" not in gone.get_data(as_text=True)
+    viewer = portal_app.test_client()
+    login(viewer, "viewer")
+    assert viewer.post(f"/deliveries/{delivery_id}/revoke").status_code == 403

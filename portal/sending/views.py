@@ -162,3 +162,21 @@ def reconcile_command():
 
     counts = service.reconcile()
     click.echo(f"requeued {counts['requeued']}, marked unknown {counts['unknown']}")
+
+
+@bp.post("/deliveries/<int:delivery_id>/revoke")
+@role_required("sender")
+def revoke(delivery_id: int):
+    """Turn off a delivery's buyer link; the buyer then sees that it no longer works."""
+    from flask import redirect, url_for
+
+    from portal.database import begin_write
+    from portal.types import utcnow
+
+    begin_write()
+    delivery = db.session.get(Delivery, delivery_id) or abort(404)
+    if delivery.revoked_at is None:
+        delivery.revoked_at = utcnow()
+    db.session.commit()
+    flash(_("The buyer link was turned off."))
+    return redirect(url_for("invoices.show", invoice_id=delivery.invoice_id))
