@@ -27,6 +27,12 @@ def run_worker(burst: bool, reconcile: bool) -> None:
     from portal.runtime.queue import get_queue, get_redis
 
     app = create_app()
+    # The worker renders the PDFs it attaches: refuse to start without every Vietnamese glyph.
+    from pathlib import Path
+
+    from portal.rendering.pdf import self_check
+
+    self_check(Path(app.config["PDF_FONT_DIR"]))
     with app.app_context():
         if reconcile and not burst:
             threading.Thread(target=_reconcile_forever, args=(app,), daemon=True).start()

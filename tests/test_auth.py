@@ -82,3 +82,28 @@ def test_users_create_command(runner, app):
 def test_unknown_role_is_rejected_by_the_command(runner, role):
     result = runner.invoke(args=["users", "create", "x", "--role", role, "--password", "p"])
     assert result.exit_code != 0
+
+
+PUBLIC = {"static", "auth.login", "i18n.set_language"}
+PUBLIC_PREFIXES = ("buyer.",)  # the buyer's link and the lookup page: no login by design
+
+
+def test_every_seller_route_needs_login(app):
+    client = app.test_client()
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in PUBLIC or rule.endpoint.startswith(PUBLIC_PREFIXES):
+            continue
+        url = rule.rule
+        for argument in rule.arguments:
+            url = url.replace(f"<int:{argument}>", "1").replace(f"<{argument}>", "x")
+        url = url.replace("<any(pdf, xml):kind>", "pdf")
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(url, method=method)
+            if rule.endpoint.startswith("api."):
+                assert response.status_code == 401, (method, url)
+            else:
+                assert response.status_code == 302, (method, url, response.status_code)
+                assert "/login" in response.headers["Location"], (method, url)
+            checked += 1
+    assert checked > 25
