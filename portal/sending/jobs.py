@@ -30,8 +30,9 @@ def deliver_invoice(delivery_id: int) -> str:
         service.finish(delivery, attempt, "failed", None, "no mail settings", "no_settings")
         db.session.commit()
         return "failed"
+    smtp = service.smtp_settings(settings)
     try:
-        message = _build(delivery, invoice, settings)
+        message = _build(delivery, invoice, smtp)
     except Exception as error:
         # A message we cannot build will not build on retry either: fail it visibly.
         db.session.rollback()
@@ -44,7 +45,7 @@ def deliver_invoice(delivery_id: int) -> str:
     # The Message-ID and link are stored before the server sees the message.
     db.session.commit()
     try:
-        code, answer = mailer.send(service.smtp_settings(settings), message)
+        code, answer = mailer.send(smtp, message)
     except mailer.SendError as error:
         return _record_failure(delivery, attempt, error)
     service.finish(delivery, attempt, "sent", code, answer)
@@ -52,8 +53,7 @@ def deliver_invoice(delivery_id: int) -> str:
     return "sent"
 
 
-def _build(delivery: Delivery, invoice, settings):
-    smtp = service.smtp_settings(settings)
+def _build(delivery: Delivery, invoice, smtp: mailer.SmtpSettings):
     token, delivery.token_hash = service.new_link_token()
     set_expiry(delivery)
     delivery.message_id = mailer.new_message_id(smtp.sender_email)

@@ -5,10 +5,12 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.auth.views import role_required
+from portal.database import begin_write
 from portal.extensions import db
 from portal.models import Delivery, Invoice
 from portal.sending import service
 from portal.sending.forms import SendForm
+from portal.types import utcnow
 from portal.web import render
 
 bp = Blueprint("sending", __name__)
@@ -168,11 +170,6 @@ def reconcile_command():
 @role_required("sender")
 def revoke(delivery_id: int):
     """Turn off a delivery's buyer link; the buyer then sees that it no longer works."""
-    from flask import redirect, url_for
-
-    from portal.database import begin_write
-    from portal.types import utcnow
-
     begin_write()
     delivery = db.session.get(Delivery, delivery_id) or abort(404)
     if delivery.revoked_at is None:
