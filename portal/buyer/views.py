@@ -18,6 +18,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from portal.buyer import service
 from portal.extensions import db, limiter
 from portal.models import Invoice
+from portal.rendering.service import invoice_file
 
 bp = Blueprint("buyer", __name__)
 
@@ -52,8 +53,8 @@ def page(token: str):
     return render_template(
         "buyer/page.html",
         invoice=delivery.invoice,
-        pdf_url=url_for("buyer.pdf", token=token),
-        xml_url=url_for("buyer.xml", token=token),
+        pdf_url=url_for("buyer.file", token=token, kind="pdf"),
+        xml_url=url_for("buyer.file", token=token, kind="xml"),
         shown_url=url_for("buyer.shown", token=token),
         confirm_url=url_for("buyer.confirm", token=token),
         confirmed=request.args.get("confirmed") == "1",
@@ -78,22 +79,13 @@ def confirm(token: str):
     return redirect(url_for("buyer.page", token=token, confirmed=1))
 
 
-@bp.get("/hd/<token>/pdf")
+@bp.get("/hd/<token>/<any(pdf, xml):kind>")
 @limiter.limit(LINK_LIMIT)
-def pdf(token: str):
-    """Download the PDF that was attached to the email."""
+def file(token: str, kind: str):
+    """Download the PDF or the signed XML, the same bytes the email carried."""
     delivery = _open(token)
-    service.record(delivery.invoice_id, delivery, "pdf_downloaded")
-    return _file(delivery.invoice, "pdf")
-
-
-@bp.get("/hd/<token>/xml")
-@limiter.limit(LINK_LIMIT)
-def xml(token: str):
-    """Download the signed XML, byte for byte."""
-    delivery = _open(token)
-    service.record(delivery.invoice_id, delivery, "xml_downloaded")
-    return _file(delivery.invoice, "xml")
+    service.record(delivery.invoice_id, delivery, f"{kind}_downloaded")
+    return invoice_file(delivery.invoice, kind)
 
 
 @bp.get("/hd/<token>/o.gif")
@@ -103,19 +95,6 @@ def opened(token: str):
     if state.delivery is not None:
         service.record(state.delivery.invoice_id, state.delivery, "email_opened")
     return Response(PIXEL, mimetype="image/gif")
-
-
-def _file(invoice: Invoice, kind: str) -> Response:
-    from portal.rendering.service import invoice_pdf
-
-    stem = f"{invoice.series_label}_{invoice.number_label}"
-    if kind == "pdf":
-        data, mimetype = invoice_pdf(invoice), "application/pdf"
-    else:
-        data, mimetype = invoice.xml, "application/xml"
-    response = Response(data, mimetype=mimetype)
-    response.headers["Content-Disposition"] = f'attachment; filename="{stem}.{kind}"'
-    return response
 
 
 def _lookup_serializer() -> URLSafeTimedSerializer:
@@ -168,7 +147,7 @@ def lookup_file(ticket: str, kind: str):
     """Download a looked-up invoice's PDF or XML."""
     invoice = _ticket_invoice(ticket)
     service.record(invoice.id, None, f"{kind}_downloaded")
-    return _file(invoice, kind)
+    return invoice_file(invoice, kind)
 
 
 RECEIPT_LABELS = {

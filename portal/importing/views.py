@@ -1,6 +1,6 @@
 """Upload signed invoice XML files (one, many, or a .zip)."""
 
-from flask import Blueprint, current_app, url_for
+from flask import Blueprint
 
 from portal.auth.views import role_required
 from portal.extensions import db
@@ -10,18 +10,6 @@ from portal.models import Seller
 from portal.web import render
 
 bp = Blueprint("importing", __name__, url_prefix="/import")
-
-# The invoice page belongs to the invoices capability; link to it once it exists.
-DETAIL_ENDPOINTS = ("invoices.detail", "invoices.show", "invoices.view")
-
-
-def invoice_url(invoice_id: int, number: str) -> str:
-    """Return the link to an imported invoice: its page, else the list searched for it."""
-    for endpoint in DETAIL_ENDPOINTS:
-        if endpoint in current_app.view_functions:
-            return url_for(endpoint, invoice_id=invoice_id)
-    return url_for("invoices.index", q=number)
-
 
 @bp.route("/", methods=["GET", "POST"])
 @role_required("sender")
@@ -39,5 +27,4 @@ def index():
         form=form,
         seller=seller,
         report=report,
-        invoice_url=invoice_url,
     )

@@ -1,6 +1,6 @@
 """The seller's home (the issued-invoice list) and the invoice page with its files."""
 
-from flask import Blueprint, Response, abort, render_template, request
+from flask import Blueprint, abort, render_template, request
 from flask_babel import lazy_gettext as _l
 
 from portal.auth.views import role_required
@@ -8,6 +8,7 @@ from portal.extensions import db
 from portal.invoices import service
 from portal.invoices.forms import FilterForm
 from portal.models import Delivery, Invoice
+from portal.rendering.service import invoice_file
 from portal.web import render
 
 bp = Blueprint("invoices", __name__)
@@ -117,25 +118,8 @@ def show(invoice_id: int):
     )
 
 
-@bp.get("/invoices/<int:invoice_id>/pdf")
+@bp.get("/invoices/<int:invoice_id>/<any(pdf, xml):kind>")
 @role_required("viewer")
-def pdf(invoice_id: int):
-    """The invoice's PDF, rendered once and reused."""
-    from portal.rendering.service import invoice_pdf
-
-    invoice = _invoice(invoice_id)
-    response = Response(invoice_pdf(invoice), mimetype="application/pdf")
-    name = f"{invoice.series_label}_{invoice.number_label}.pdf"
-    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
-    return response
-
-
-@bp.get("/invoices/<int:invoice_id>/xml")
-@role_required("viewer")
-def xml(invoice_id: int):
-    """The signed XML exactly as issued."""
-    invoice = _invoice(invoice_id)
-    response = Response(invoice.xml, mimetype="application/xml")
-    name = f"{invoice.series_label}_{invoice.number_label}.xml"
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
+def file(invoice_id: int, kind: str):
+    """The invoice's PDF (shown in the browser) or its signed XML, byte for byte."""
+    return invoice_file(_invoice(invoice_id), kind, inline=kind == "pdf")

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from flask import current_app, render_template
+from flask import Response, current_app, render_template
 from sqlalchemy.exc import IntegrityError
 
 from portal.extensions import db
@@ -70,3 +70,21 @@ def invoice_pdf(invoice: Invoice) -> bytes:
 def invoice_xml(invoice: Invoice) -> bytes:
     """The signed XML exactly as issued."""
     return invoice.xml
+
+
+def file_name(invoice: Invoice, kind: str) -> str:
+    """`1K26TAA_00000123.pdf`: the same name on the page, in the email and for the buyer."""
+    return f"{invoice.series_label}_{invoice.number_label}.{kind}"
+
+
+def invoice_file(invoice: Invoice, kind: str, inline: bool = False) -> Response:
+    """The PDF or the signed XML as a download (or inline, for a PDF viewed in the browser)."""
+    if kind == "pdf":
+        response = Response(invoice_pdf(invoice), mimetype="application/pdf")
+    else:
+        response = Response(invoice_xml(invoice), mimetype="application/xml")
+    disposition = "inline" if inline else "attachment"
+    response.headers["Content-Disposition"] = (
+        f'{disposition}; filename="{file_name(invoice, kind)}"'
+    )
+    return response

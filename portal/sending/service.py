@@ -124,12 +124,11 @@ def render_invoice_email(
 
 def attachments(invoice: Invoice) -> list[mailer.Attachment]:
     """The PDF and the signed XML, exactly as the invoice page serves them."""
-    from portal.rendering.service import invoice_pdf
+    from portal.rendering.service import file_name, invoice_pdf, invoice_xml
 
-    stem = f"{invoice.series_label}_{invoice.number_label}"
     return [
-        mailer.Attachment(f"{stem}.pdf", "application/pdf", invoice_pdf(invoice)),
-        mailer.Attachment(f"{stem}.xml", "application/xml", invoice.xml),
+        mailer.Attachment(file_name(invoice, "pdf"), "application/pdf", invoice_pdf(invoice)),
+        mailer.Attachment(file_name(invoice, "xml"), "application/xml", invoice_xml(invoice)),
     ]
 
 
