@@ -161,3 +161,20 @@ def test_one_active_delivery_and_one_claim_on_postgresql(postgres_app, redis_url
     for thread in threads:
         thread.join()
     assert sorted(wins) == [False, False, False, True]
+
+
+def test_first_mail_settings_come_from_the_environment_and_the_seller(app):
+    from tests.factories import make_seller
+
+    app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=1025, MAIL_CATCHER_DIR="/tmp/mail")
+    with app.app_context():
+        make_seller()
+        settings = service.ensure_mail_settings()
+        assert (settings.host, settings.port, settings.security) == ("127.0.0.1", 1025, "none")
+        assert settings.sender_name == "Công ty TNHH Thương mại Ánh Dương"
+        assert settings.sender_email == "ketoan@anhduong.vn"
+    # Next start the catcher had to take another port: the settings follow it.
+    app.config["MAIL_PORT"] = 2025
+    with app.app_context():
+        assert service.ensure_mail_settings().port == 2025
+        assert db.session.query(MailSettings).count() == 1

@@ -11,6 +11,7 @@ from portal.web import render
 
 bp = Blueprint("importing", __name__, url_prefix="/import")
 
+
 @bp.route("/", methods=["GET", "POST"])
 @role_required("sender")
 def index():

@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -331,8 +332,10 @@ def ensure_mail_settings() -> MailSettings | None:
         db.session.commit()
     if settings is not None or not config.get("MAIL_SERVER"):
         return settings
+    from portal.models import Seller
     from portal.sending.secrets_box import encrypt
 
+    seller = db.session.scalar(db.select(Seller).limit(1))
     security = (
         "ssl"
         if config.get("MAIL_USE_SSL")
@@ -346,8 +349,10 @@ def ensure_mail_settings() -> MailSettings | None:
         security=security,
         username=config.get("MAIL_USERNAME") or "",
         password_encrypted=encrypt(config.get("MAIL_PASSWORD") or ""),
-        sender_name=config.get("MAIL_SENDER_NAME", ""),
-        sender_email=config.get("MAIL_DEFAULT_SENDER") or "hoadon@localhost",
+        sender_name=config.get("MAIL_SENDER_NAME") or (seller.name if seller else ""),
+        sender_email=os.environ.get("MAIL_DEFAULT_SENDER")
+        or (seller.email if seller else "")
+        or config["MAIL_DEFAULT_SENDER"],
     )
     db.session.add(settings)
     db.session.commit()
