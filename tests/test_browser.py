@@ -128,6 +128,8 @@ def test_send_dialog_from_the_list(app, users, live_server, page, redis_url, smt
     status = page.locator(f"#send-status-{invoice_id}")
     status.get_by_text("Đang gửi").wait_for()
     page.locator("dialog#send-dialog").wait_for(state="detached")
+    # The table reloads with the same filters: the tab counts follow the send.
+    page.locator("a[data-tab=not_sent] .count", has_text="0").wait_for()
 
     with app.app_context():
         SimpleWorker([get_queue()], connection=get_redis()).work(burst=True)

@@ -162,7 +162,7 @@ def test_htmx_gets_the_table_and_a_plain_request_the_page(listed):
     client = listed.test_client()
     login(client, "viewer")
     fragment = client.get("/?tab=sent", headers={"HX-Request": "true"}).get_data(as_text=True)
-    assert fragment.lstrip().startswith("{#") is False and '<div id="invoice-table">' in fragment
+    assert fragment.lstrip().startswith('<div id="invoice-table"')
     assert "<html" not in fragment and "Cửa hàng Bình Minh" in fragment
     page = get(client, tab="sent")
     assert "<html" in page and '<form id="filters"' in page and "Cửa hàng Bình Minh" in page
