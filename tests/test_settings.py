@@ -128,3 +128,24 @@ def test_settings_forms_need_the_csrf_token(tmp_path, migrated_db):
     token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
     client.post("/login", data={"username": "boss", "password": PASSWORD, "csrf_token": token})
     assert client.post("/settings/email", data=settings_form(2525)).status_code == 400
+
+
+def test_company_profile_and_series(app, admin):
+    from portal.models import InvoiceSeries, Seller
+
+    data = dict(name="Công ty TNHH Ánh Dương", tax_code="0101234567", address="12 Lê Lợi", phone="",
+                email="ketoan@anhduong.vn", bank_account="", bank_name="")  # fmt: skip
+    assert admin.post("/settings/company", data=dict(data, tax_code="12345")).status_code == 200
+    assert admin.post("/settings/company", data=data).status_code == 302
+    assert admin.post("/settings/series", data={"form": "1", "series": "K26TAA"}).status_code == 302
+    page = admin.post("/settings/series", data={"form": "1", "series": "K26TAA"}).get_data(
+        as_text=True
+    )
+    assert "Ký hiệu này đã có." in page
+    assert "field-error" in admin.post(
+        "/settings/series", data={"form": "1", "series": "C26TAA"}
+    ).get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(db.select(Seller)).tax_code == "0101234567"
+        assert [s.label for s in db.session.scalars(db.select(InvoiceSeries))] == ["1K26TAA"]
+    assert "Công ty TNHH Ánh Dương" in admin.get("/import/").get_data(as_text=True)

@@ -11,7 +11,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
 
 
 class MailSettingsForm(FlaskForm):
@@ -46,3 +46,40 @@ class TemplateForm(FlaskForm):
     subject = StringField(_l("Subject"), validators=[DataRequired(), Length(max=500)])
     body_text = TextAreaField(_l("Plain-text body"), validators=[DataRequired()])
     body_html = TextAreaField(_l("HTML body"), validators=[DataRequired()])
+
+
+class CompanyForm(FlaskForm):
+    name = StringField(_l("Company name"), validators=[DataRequired(), Length(max=400)])
+    tax_code = StringField(
+        _l("Tax code"),
+        validators=[
+            DataRequired(),
+            Regexp(r"^\d{10}(-\d{3})?$", message=_l("10 digits, or 10 digits-3 digits")),
+        ],
+    )
+    address = StringField(_l("Address"), validators=[Length(max=400)])
+    phone = StringField(_l("Phone"), validators=[Length(max=50)])
+    email = StringField(_l("Email"), validators=[Optional(), Email(check_deliverability=False)])
+    bank_account = StringField(_l("Bank account"), validators=[Length(max=50)])
+    bank_name = StringField(_l("Bank"), validators=[Length(max=200)])
+
+
+class SeriesForm(FlaskForm):
+    form = SelectField(
+        _l("Invoice form"),
+        choices=[SelectChoice(str(n), label) for n, label in (
+            (1, "1 — Hóa đơn giá trị gia tăng"), (2, "2 — Hóa đơn bán hàng"), (3, "3 — Hóa đơn bán tài sản công"),
+            (4, "4 — Hóa đơn bán hàng dự trữ quốc gia"), (5, "5 — Tem, vé, thẻ"),
+            (6, "6 — Phiếu xuất kho"), (7, "7 — Hóa đơn thương mại"),
+        )],
+    )  # fmt: skip
+    series = StringField(
+        _l("Series"),
+        validators=[
+            DataRequired(),
+            Regexp(
+                r"^K\d{2}[A-Z][A-Z0-9]{2}$",
+                message=_l("like K26TAA: K, two digits of the year, three letters"),
+            ),
+        ],
+    )

@@ -6,11 +6,11 @@ from flask_babel import gettext as _
 from portal.auth.views import role_required
 from portal.database import begin_write
 from portal.extensions import db
-from portal.models import EmailTemplate, Invoice, MailSettings
+from portal.models import EmailTemplate, Invoice, InvoiceSeries, MailSettings, Seller
 from portal.sending import mailer, service, templating
 from portal.sending.reasons import explain
 from portal.sending.secrets_box import decrypt, encrypt
-from portal.settings.forms import MailSettingsForm, TemplateForm
+from portal.settings.forms import CompanyForm, MailSettingsForm, SeriesForm, TemplateForm
 from portal.types import utcnow
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -181,3 +181,44 @@ def _preview(form: TemplateForm) -> templating.RenderedEmail:
     variables = service.template_variables(invoice, invoice.buyer_person, service.buyer_link("…"))
     return templating.render_email(form.subject.data or "", form.body_text.data or "",
                                    form.body_html.data or "", variables)  # fmt: skip
+
+
+@bp.route("/company", methods=["GET", "POST"])
+@role_required("admin")
+def company():
+    """The seller's company profile, which invoices are issued and imported for."""
+    seller = db.session.scalar(db.select(Seller).limit(1))
+    form = CompanyForm(obj=seller)
+    if form.validate_on_submit():
+        begin_write()
+        seller = db.session.scalar(db.select(Seller).limit(1))
+        if seller is None:
+            seller = Seller(name="", tax_code="")
+            db.session.add(seller)
+        form.populate_obj(seller)
+        db.session.commit()
+        flash(_("Company profile saved."))
+        return redirect(url_for("settings.company"))
+    return render_template("settings/company.html", form=form, seller=seller)
+
+
+@bp.route("/series", methods=["GET", "POST"])
+@role_required("admin")
+def series():
+    """The invoice forms and series (1K26TAA) and the next number each will hand out."""
+    form = SeriesForm()
+    if form.validate_on_submit():
+        begin_write()
+        exists = db.session.scalar(
+            db.select(InvoiceSeries.id).filter_by(form=int(form.form.data), series=form.series.data)
+        )
+        if exists:
+            form.series.errors.append(_("This series exists already."))
+            db.session.rollback()
+        else:
+            db.session.add(InvoiceSeries(form=int(form.form.data), series=form.series.data))
+            db.session.commit()
+            flash(_("Series added."))
+            return redirect(url_for("settings.series"))
+    rows = db.session.scalars(db.select(InvoiceSeries).order_by(InvoiceSeries.series)).all()
+    return render_template("settings/series.html", form=form, rows=rows)
