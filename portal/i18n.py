@@ -67,10 +67,9 @@ def set_language(lang: str):
     """Switch the UI language for this browser session."""
     if lang in current_app.config["LANGUAGES"]:
         session["lang"] = lang
-    target = request.form.get("next") or ""
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("invoices.index")
-    return redirect(target)
+    from portal.web import safe_target
+
+    return redirect(safe_target(request.form.get("next"), url_for("invoices.index")))
 
 
 def init_app(app: Flask) -> None:

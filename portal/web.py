@@ -18,3 +18,11 @@ def init_app(app: Flask) -> None:
 def _error_page(error):
     code = getattr(error, "code", 500) or 500
     return render_template(f"errors/{code}.html", error=error), code
+
+
+def safe_target(target: str | None, fallback: str) -> str:
+    """A same-site path to go back to after a form, else the fallback (no open redirects)."""
+    target = target or ""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target or "\x00" in target:
+        return fallback
+    return target

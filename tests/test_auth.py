@@ -107,3 +107,15 @@ def test_every_seller_route_needs_login(app):
                 assert "/login" in response.headers["Location"], (method, url)
             checked += 1
     assert checked > 25
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example", "/\\evil.example", "https://evil.example/", "javascript:alert(1)"]
+)
+def test_no_open_redirect_after_login_or_language_switch(client, users, target):
+    response = client.post(
+        f"/login?next={target}", data={"username": "viewer", "password": PASSWORD}
+    )
+    assert response.headers["Location"] == "/"
+    response = client.post("/lang/en", data={"next": target})
+    assert response.headers["Location"] == "/"

@@ -13,6 +13,7 @@ from wtforms.validators import DataRequired
 
 from portal.extensions import db, login_manager
 from portal.models import ROLES, User
+from portal.web import safe_target
 
 bp = Blueprint("auth", __name__)
 
@@ -55,10 +56,7 @@ def login():
         user = db.session.scalar(db.select(User).filter_by(username=form.username.data))
         if user and user.active and user.check_password(form.password.data):
             login_user(user)
-            target = request.args.get("next") or ""
-            if not target.startswith("/") or target.startswith("//"):
-                target = url_for("invoices.index")
-            return redirect(target)
+            return redirect(safe_target(request.args.get("next"), url_for("invoices.index")))
         flash(_("Wrong username or password."), "error")
     return render_template("auth/login.html", form=form)
 
