@@ -1,7 +1,8 @@
 """What a seller clicks, in Debian's chromium: the list's filters and the send dialog."""
 
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from rq import SimpleWorker
@@ -15,9 +16,14 @@ from tests.factories import make_invoice
 pytestmark = pytest.mark.browser
 
 
+def today_in_vietnam(app) -> date:
+    # From 17:00 UTC on a month's last day, Vietnam is already in the next month.
+    return datetime.now(ZoneInfo(app.config["PORTAL_TIMEZONE"])).date()
+
+
 @pytest.fixture
 def seeded(app, users):
-    today = date.today()
+    today = today_in_vietnam(app)
     last_year = today.replace(year=today.year - 1)
     with app.app_context():
         make_invoice(issued_on=today, buyer_name="Công ty Nguyễn Hoàng", send_status="not_sent")
@@ -94,7 +100,7 @@ def test_send_dialog_from_the_list(app, users, live_server, page, redis_url, smt
         db.session.add(MailSettings(host="127.0.0.1", port=smtp_server.port, security="none",
                                     sender_name="Ánh Dương", sender_email="hoadon@anhduong.vn"))  # fmt: skip
         db.session.commit()
-        invoice = make_invoice(issued_on=date.today(), buyer_name="Công ty Nguyễn Hoàng",
+        invoice = make_invoice(issued_on=today_in_vietnam(app), buyer_name="Công ty Nguyễn Hoàng",
                                buyer_person="Nguyễn Văn An", buyer_email="an@nguyenhoang.vn")  # fmt: skip
         invoice_id = invoice.id
     browser_login(page, live_server, "sender")

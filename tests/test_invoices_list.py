@@ -1,7 +1,8 @@
 """The issued-invoice list: tabs with counts, period, search, filters, sorting, pages, htmx."""
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -12,10 +13,15 @@ from tests.conftest import login
 from tests.factories import make_invoice
 
 
+def seller_today(app) -> date:
+    """Today in the seller's zone, as the list counts it (UTC may already be tomorrow there)."""
+    return datetime.now(ZoneInfo(app.config["PORTAL_TIMEZONE"])).date()
+
+
 @pytest.fixture
 def listed(app, users):
     """Invoices this month in every send status, one last year, one in another series."""
-    today = date.today()
+    today = seller_today(app)
     with app.app_context():
         make_invoice(
             number=1,
@@ -71,8 +77,6 @@ def get(client, **args):
 def test_tabs_count_under_the_same_filters(listed):
     client = listed.test_client()
     login(client, "viewer")
-    with listed.test_request_context():
-        pass
     page = get(client)
     assert 'data-tab="all">Tất cả <span class="count">5</span>' in page
     assert 'data-tab="not_sent">Chưa gửi cho KH <span class="count">2</span>' in page
@@ -94,8 +98,42 @@ def test_this_month_is_the_default_period_and_all_time_shows_older(listed):
     assert "Công ty Năm Cũ" not in get(client)
     assert "Công ty Năm Cũ" in get(client, period="all")
     assert "Công ty Năm Cũ" in get(
-        client, period="custom", date_from=(date.today() - timedelta(days=400)).isoformat()
+        client, period="custom", date_from=(seller_today(listed) - timedelta(days=400)).isoformat()
     )
+    # dd/mm/yyyy as typed by hand, and dates alone mean a custom period.
+    old = seller_today(listed).replace(year=seller_today(listed).year - 1)
+    page = get(client, date_from=old.strftime("%d/%m/%Y"), date_to=old.strftime("%d/%m/%Y"))
+    assert "Công ty Năm Cũ" in page and "Công ty Nguyễn Hoàng" not in page
+    assert '<option selected value="custom">' in page
+
+
+@pytest.mark.parametrize(
+    "period, today, expected",
+    [
+        ("this_month", date(2026, 2, 14), (date(2026, 2, 1), date(2026, 2, 28))),
+        ("last_month", date(2026, 1, 10), (date(2025, 12, 1), date(2025, 12, 31))),
+        ("last_month", date(2024, 3, 31), (date(2024, 2, 1), date(2024, 2, 29))),
+        ("this_quarter", date(2026, 11, 29), (date(2026, 10, 1), date(2026, 12, 31))),
+        ("this_quarter", date(2026, 5, 1), (date(2026, 4, 1), date(2026, 6, 30))),
+        ("this_year", date(2026, 7, 4), (date(2026, 1, 1), date(2026, 12, 31))),
+        ("all", date(2026, 7, 4), (None, None)),
+    ],
+)
+def test_period_ranges(period, today, expected):
+    assert service.period_range(service.Filters(period=period), today) == expected
+
+
+def test_this_month_follows_the_sellers_zone(app, monkeypatch):
+    """At 20:00 UTC on 31 March it is already 1 April in Hồ Chí Minh City."""
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 3, 31, 20, 0, tzinfo=ZoneInfo("UTC")).astimezone(tz)
+
+    monkeypatch.setattr(service, "datetime", Clock)
+    with app.app_context():
+        assert service.today() == date(2026, 4, 1)
 
 
 def test_search_ignores_case_and_accents(listed):
@@ -105,8 +143,36 @@ def test_search_ignores_case_and_accents(listed):
     assert "Công ty Nguyễn Hoàng" in page and "Bình Minh" not in page
     assert "Cửa hàng Bình Minh" in get(client, q="binh minh")
     assert "Cửa hàng Bình Minh" in get(client, q="binhminh@example")
-    page = get(client, q="3")
-    assert "Đại lý Trần Gia" in page
+    page = get(client, q="  nguyen   ")
+    assert "Công ty Nguyễn Hoàng" in page
+
+
+def test_tab_counts_follow_the_search(listed):
+    client = listed.test_client()
+    login(client, "viewer")
+    page = get(client, q="Bình Minh", tab="failed")
+    assert 'data-tab="all">Tất cả <span class="count">1</span>' in page
+    assert 'data-tab="sent">Đã gửi HĐ cho KH <span class="count">1</span>' in page
+    assert 'data-tab="failed">Gửi lỗi <span class="count">0</span>' in page
+    assert "No invoices match" not in page and 'colspan="11" class="muted empty"' in page
+
+
+def test_a_number_matches_the_invoice_number_exactly(app):
+    with app.app_context():
+        invoice = make_invoice(number=4711, issued_on=seller_today(app), search_text="")
+        invoice.search_text = ""  # only the number column can find it now
+        db.session.commit()
+        with app.test_request_context():
+            assert [i.number for i in service.list_invoices(service.Filters(q="4711")).items] == [
+                4711
+            ]
+            assert service.list_invoices(service.Filters(q="471")).items == []
+
+
+def test_search_wildcards_are_taken_literally(listed):
+    with listed.test_request_context():
+        assert service.list_invoices(service.Filters(q="%")).total == 0
+        assert service.list_invoices(service.Filters(q="_")).total == 0
 
 
 def test_filters_by_series_tax_status_and_received(listed):
@@ -114,6 +180,8 @@ def test_filters_by_series_tax_status_and_received(listed):
     login(client, "viewer")
     page = get(client, series="2K26TBB")
     assert "Nhà hàng Phố Biển" in page and "Công ty Nguyễn Hoàng" not in page
+    assert '<option value="1K26TAA">1K26TAA</option>' in page
+    assert "Nhà hàng Phố Biển" not in get(client, series="1K26TBB")  # same series, other form
     page = get(client, tax_status="tax_accepted")
     assert "Nhà hàng Phố Biển" in page and "Cửa hàng Bình Minh" not in page
     page = get(client, received="yes")
@@ -123,6 +191,18 @@ def test_filters_by_series_tax_status_and_received(listed):
         and "Công ty Nguyễn Hoàng" not in page
     )
     assert "Cửa hàng Bình Minh" not in get(client, received="no")
+    assert 'data-received title="Đã tải PDF · ' in page  # the kind in words, then the time
+
+
+def test_replaced_and_cancelled_invoices_are_listed_and_marked(listed):
+    with listed.app_context():
+        make_invoice(number=7, issued_on=seller_today(listed), buyer_name="Công ty Đã Hủy",
+                     state="cancelled")  # fmt: skip
+    client = listed.test_client()
+    login(client, "sender")
+    page = get(client, q="da huy")
+    assert "Công ty Đã Hủy" in page and "Đã hủy" in page and 'class="inactive"' in page
+    assert 'hx-get="/invoices/' not in page  # no send button on a cancelled invoice
 
 
 def test_sorting_by_total_compares_numbers(listed):
@@ -137,13 +217,30 @@ def test_sorting_by_total_compares_numbers(listed):
     assert page.index("Trần Gia") < page.index("Bình Minh")
 
 
+def test_sorting_by_number_and_buyer(listed):
+    client = listed.test_client()
+    login(client, "viewer")
+    page = get(client, sort="-number")
+    # Series K26TAA before K26TBB descending puts TBB first, then numbers 4, 3, 2, 1.
+    order = [page.index(n) for n in ("Phố Biển", "Lê Văn", "Trần Gia", "Bình Minh", "Nguyễn Hoàng")]
+    assert order == sorted(order)
+    page = get(client, sort="buyer")
+    assert page.index("Cửa hàng Bình Minh") < page.index("Nhà hàng Phố Biển")
+    # Not a column: the default order (newest first), and the form carries the default back.
+    page = get(client, sort="xml; drop table invoice")
+    assert 'name="sort" type="hidden" value="-date"' in page
+    assert page.index("Nhà hàng Phố Biển") < page.index("Công ty Nguyễn Hoàng")
+
+
 def test_pages(listed):
     listed.config["PAGE_SIZE"] = 2
     client = listed.test_client()
     login(client, "viewer")
     first = get(client, sort="number")
-    assert "1–2 / 5" in first or "1–2" in first
+    assert "1–2 / 5" in first and "Trang 1 / 3" in first and 'rel="next"' in first
+    assert "Công ty Nguyễn Hoàng" in first and "Đại lý Trần Gia" not in first
     third = get(client, sort="number", page=3)
+    assert "5–5 / 5" in third and 'rel="prev"' in third and 'rel="next"' not in third
     assert "Nhà hàng Phố Biển" in third and "Công ty Nguyễn Hoàng" not in third
     assert "Nhà hàng Phố Biển" in get(client, sort="number", page=99)  # clamps to the last page
 
@@ -153,9 +250,12 @@ def test_bad_dates_get_a_message_not_an_error(listed):
     login(client, "viewer")
     response = client.get("/", query_string={"period": "custom", "date_from": "31/02/2026"})
     assert response.status_code == 200
-    assert "dd/mm/yyyy" in response.get_data(as_text=True)
+    assert "Từ: nhập ngày theo dạng dd/mm/yyyy" in response.get_data(as_text=True)
+    # A page number that is not one is no one's typing mistake: page 1, silently.
+    page = get(client, page="abc", tab="nonsense", period="nonsense")
+    assert "field-error" not in page and "1–5 / 5" in page
     page = get(client, date_from="2026-05-01", date_to="2026-04-01")
-    assert "trước ngày bắt đầu" in page or "before the start" in page
+    assert "Ngày kết thúc trước ngày bắt đầu." in page
 
 
 def test_htmx_gets_the_table_and_a_plain_request_the_page(listed):
@@ -168,8 +268,9 @@ def test_htmx_gets_the_table_and_a_plain_request_the_page(listed):
     assert "<html" in page and '<form id="filters"' in page and "Cửa hàng Bình Minh" in page
 
 
-def test_the_list_needs_login(app):
-    response = app.test_client().get("/?tab=sent")
+@pytest.mark.parametrize("url", ["/?tab=sent", "/invoices/1", "/invoices/1/pdf", "/invoices/1/xml"])
+def test_the_list_and_the_invoice_need_login(listed, url):
+    response = listed.test_client().get(url)
     assert response.status_code == 302 and "/login" in response.headers["Location"]
 
 
@@ -183,16 +284,35 @@ def test_the_invoice_page_and_its_files(listed):
         invoice_id, xml = invoice.id, invoice.xml
     page = client.get(f"/invoices/{invoice_id}").get_data(as_text=True)
     assert "HÓA ĐƠN GIÁ TRỊ GIA TĂNG" in page and "Lịch sử gửi" in page
+    assert "Chưa gửi cho KH" in page and "Chưa gửi CQT" in page and 'class="warning"' not in page
     pdf = client.get(f"/invoices/{invoice_id}/pdf")
     assert pdf.mimetype == "application/pdf" and pdf.data.startswith(b"%PDF")
-    assert client.get(f"/invoices/{invoice_id}/xml").data == xml
+    assert pdf.headers["Content-Disposition"] == 'inline; filename="1K26TAA_00000001.pdf"'
+    xml_response = client.get(f"/invoices/{invoice_id}/xml")
+    assert xml_response.data == xml and xml_response.mimetype == "application/xml"
+    assert xml_response.headers["Content-Disposition"].startswith("attachment;")
     assert client.get("/invoices/999999").status_code == 404
+
+
+def test_the_invoice_page_shows_the_warnings(app, users):
+    with app.app_context():
+        invoice_id = make_invoice(
+            warnings="Tổng tiền bằng chữ khác số tiền\nThiếu email người mua"
+        ).id
+    client = app.test_client()
+    login(client, "viewer")
+    page = client.get(f"/invoices/{invoice_id}").get_data(as_text=True)
+    assert 'class="warning"' in page
+    assert (
+        "<li>Tổng tiền bằng chữ khác số tiền</li>" in page
+        and "<li>Thiếu email người mua</li>" in page
+    )
 
 
 @pytest.mark.postgres
 def test_list_queries_on_postgresql(postgres_app):
     with postgres_app.app_context():
-        today = date.today()
+        today = seller_today(postgres_app)
         make_invoice(
             number=1,
             issued_on=today,
@@ -219,3 +339,5 @@ def test_list_queries_on_postgresql(postgres_app):
             assert page.counts == {"all": 3, "not_sent": 1, "failed": 1, "sent": 1}
             found = service.list_invoices(service.Filters(q="TRẦN gia"))
             assert [i.number for i in found.items] == [3]
+            assert found.counts == {"all": 1, "not_sent": 0, "failed": 1, "sent": 0}
+            assert service.series_choices() == ["1K26TAA"]

