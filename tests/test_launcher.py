@@ -14,8 +14,8 @@ from portal.runtime import redis_server
 from tests.conftest import ROOT, free_port
 
 
-def children_of(pid: int) -> set[int]:
-    """Every descendant of pid, from /proc."""
+def children_of(pid: int, depth: int = 99) -> set[int]:
+    """The descendants of pid down to `depth` generations, from /proc."""
     parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -25,7 +25,8 @@ def children_of(pid: int) -> set[int]:
                 continue
             parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
     found, frontier = set(), {pid}
-    while frontier:
+    while frontier and depth:
+        depth -= 1
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
@@ -42,46 +43,99 @@ def alive(pid: int) -> bool:
 
 def test_embedded_redis_keeps_jobs_across_a_restart(tmp_path):
     handle = redis_server.start(tmp_path / "redis", free_port())
-    client = redis.Redis.from_url(handle.url)
-    assert client.config_get("appendonly")["appendonly"] == "yes"
-    assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
-    client.lpush("rq:queue:portal", "job-1")
-    time.sleep(1.2)  # appendfsync everysec
-    port = handle.url.rsplit(":", 1)[1].split("/")[0]
-    handle.process.kill()  # not a clean shutdown
-    handle.process.wait()
-    handle = redis_server.start(tmp_path / "redis", int(port))
-    assert redis.Redis.from_url(handle.url).lrange("rq:queue:portal", 0, -1) == [b"job-1"]
-    handle.stop()
+    try:
+        with redis.Redis.from_url(handle.url) as client:
+            config = client.config_get("*")
+            assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"
+            assert config["maxmemory-policy"] == "noeviction"
+            assert config["save"] == "" and config["protected-mode"] == "yes"
+            client.lpush("rq:queue:portal", "job-1")
+        time.sleep(1.2)  # appendfsync everysec
+        port = int(handle.url.rsplit(":", 1)[1].split("/")[0])
+        handle.process.kill()  # not a clean shutdown
+        handle.process.wait()
+        handle = redis_server.start(tmp_path / "redis", port)
+        with redis.Redis.from_url(handle.url) as client:
+            assert client.lrange("rq:queue:portal", 0, -1) == [b"job-1"]
+    finally:
+        handle.stop()
 
 
-def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
-    port = free_port()
-    env = dict(os.environ, PORTAL_INSTANCE=str(tmp_path / "instance"), PORT=str(port),
-               REDIS_PORT=str(free_port()), MAIL_PORT=str(free_port()), WORKERS="1", WEB_WORKERS="1")  # fmt: skip
+def start_launcher(instance: Path, port: int, workers: str = "1"):
+    env = dict(os.environ, PORTAL_INSTANCE=str(instance), PORT=str(port),
+               REDIS_PORT=str(free_port()), MAIL_PORT=str(free_port()), WORKERS=workers,
+               WEB_WORKERS="1")  # fmt: skip
     for key in ("REDIS_URL", "MAIL_SERVER", "DATABASE_URL", "SECRET_KEY"):
         env.pop(key, None)
     launcher = subprocess.Popen(
         [sys.executable, "-m", "portal.launcher"], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        status = None
-        while time.monotonic() < deadline and status != 200:
-            assert launcher.poll() is None, launcher.stdout.read()
-            try:
-                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2).status
-            except OSError:
-                time.sleep(0.5)
-        assert status == 200
-        started = children_of(launcher.pid)
-        assert len(started) >= 4  # redis, mail catcher, worker, gunicorn (and their workers)
-        assert (tmp_path / "instance" / "portal.db").exists()
-        assert (tmp_path / "instance" / "secret_key").exists()
-    finally:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert launcher.poll() is None, launcher.stdout.read()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2) as answer:
+                if answer.status == 200:
+                    return launcher
+        except OSError:
+            time.sleep(0.3)
+    stop(launcher)
+    raise AssertionError("the launcher did not serve /login in time")
+
+
+def stop(launcher) -> str:
+    """Ctrl-C the launcher (it stops its children) and return what it printed."""
+    if launcher.poll() is None:
         launcher.send_signal(signal.SIGINT)
-        output, _ = launcher.communicate(timeout=60)
+    try:
+        return launcher.communicate(timeout=60)[0]
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+        raise
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
+    instance, port = tmp_path / "instance", free_port()
+    launcher = start_launcher(instance, port)
+    try:
+        started = children_of(launcher.pid)
+        commands = " | ".join(cmdline(pid) for pid in started)
+        for part in ("redis-server", "portal.runtime.mailcatcher", "worker.py", "gunicorn"):
+            assert part in commands
+        assert (instance / "portal.db").exists()
+        assert (instance / "redis" / "redis.conf").exists()
+        secret = (instance / "secret_key").read_text()
+        second = subprocess.run(
+            [sys.executable, "-m", "portal.launcher"], cwd=ROOT, capture_output=True, text=True,
+            env=dict(os.environ, PORTAL_INSTANCE=str(instance), PORT=str(free_port())),
+            timeout=60,
+        )  # fmt: skip
+        assert second.returncode == 1 and "already using" in second.stderr
+    finally:
+        output = stop(launcher)
     assert launcher.returncode == 0, output
-    assert "http://127.0.0.1:" in output and "admin / admin" in output
+    assert f"http://127.0.0.1:{port}" in output and "admin / admin" in output
+    assert f"http://127.0.0.1:{port}/mailbox" in output
+    assert [pid for pid in started if alive(pid)] == []
+
+    # A second start reuses instance/ (the key, the database, Redis's files). When a child
+    # dies, here the worker supervisor with its two workers, the launcher stops the rest.
+    launcher = start_launcher(instance, port, workers="2")
+    try:
+        assert (instance / "secret_key").read_text() == secret
+        started = children_of(launcher.pid)
+        workers = {pid for pid in started if "worker.py" in cmdline(pid)}
+        assert len(workers) == 3  # the supervisor and its two worker processes
+        (supervisor,) = workers & children_of(launcher.pid, depth=1)
+        os.kill(supervisor, signal.SIGKILL)
+        launcher.wait(60)
+    finally:
+        output = stop(launcher)
+    assert launcher.returncode == 1, output
+    assert "worker stopped" in output
     assert [pid for pid in started if alive(pid)] == []

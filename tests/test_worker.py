@@ -1,5 +1,7 @@
-"""The real worker process on a real Redis: send from the dialog, kill it mid-send, restart."""
+"""The real worker process on a real Redis: run jobs in the app, send, kill it mid-send, restart."""
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -10,7 +12,8 @@ import pytest
 
 from portal.extensions import db
 from portal.models import Delivery, Invoice, MailSettings
-from portal.runtime.queue import get_queue, get_redis
+from portal.runtime import maintenance
+from portal.runtime.queue import enqueue, get_queue, get_redis
 from portal.sending import service
 from tests.conftest import ROOT, login
 from tests.factories import make_invoice
@@ -111,3 +114,48 @@ def test_a_worker_killed_mid_send_never_sends_twice(app, worker_env, smtp_server
         assert service.reconcile()["unknown"] == 1
         assert db.session.get(Invoice, invoice_id).send_status == "unknown"
     assert len(smtp_server.messages) == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_burst_worker_runs_jobs_inside_the_app(app, users, worker_env, tmp_path, workers):
+    with app.app_context():
+        jobs = [
+            enqueue(
+                "tests.jobs_for_tests.record_context",
+                str(tmp_path / f"job-{n}.json"),
+                label=f"n{n}",
+                job_id=f"ctx-{n}",
+            )  # fmt: skip
+            for n in range(4)
+        ]
+    worker = subprocess.run(
+        [sys.executable, str(ROOT / "worker.py"), "--workers", workers, "--burst"],
+        env=worker_env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    seen = [json.loads((tmp_path / f"job-{n}.json").read_text()) for n in range(4)]
+    assert [s["label"] for s in seen] == ["n0", "n1", "n2", "n3"]
+    assert {s["queue"] for s in seen} == {worker_env["RQ_QUEUE"]}
+    assert {s["users"] for s in seen} == {3}  # the app's database, through its session
+    assert all(s["g_was_clean"] for s in seen)  # a fresh app context per job
+    assert all(s["pid"] != os.getpid() for s in seen)
+    assert [job.id for job in jobs] == ["ctx-0", "ctx-1", "ctx-2", "ctx-3"]
+    with app.app_context():
+        assert len(get_queue()) == 0
+
+
+def test_maintenance_runs_every_task_even_when_one_fails(monkeypatch, caplog):
+    monkeypatch.setattr(maintenance, "_tasks", [])
+    calls = []
+
+    def broken():
+        raise RuntimeError("database away")
+
+    maintenance.register(broken)
+    maintenance.register(lambda: calls.append(1) or {"requeued": 1})
+    maintenance.register(broken)  # registering twice runs it once
+    with caplog.at_level(logging.ERROR, logger="portal.runtime.maintenance"):
+        results = maintenance.run_all()
+    assert calls == [1] and len(maintenance.tasks()) == 2
+    assert list(results.values()) == [None, {"requeued": 1}]
+    assert "database away" in caplog.text

@@ -1,5 +1,6 @@
 """Show the messages the local mail catcher kept; only while it is the mail server."""
 
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -8,13 +9,14 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, current_app, render_template
+from flask import Blueprint, Response, abort, current_app, render_template, send_file
 from markupsafe import Markup, escape
 
 from portal.auth.views import role_required
 
 bp = Blueprint("mailbox", __name__, url_prefix="/mailbox")
 NAME = re.compile(r"^\d+-[0-9a-f]{8}$")
+UNSAFE_IN_NAME = re.compile(r'[\x00-\x1f\x7f/\\"]')
 URL = re.compile(r"https?://[^\s<>\"']+")
 
 
@@ -30,7 +32,8 @@ class Caught:
     @property
     def attachments(self) -> list[tuple[str, int]]:
         return [
-            (p.get_filename() or "", len(p.get_content())) for p in self.message.iter_attachments()
+            (p.get_filename() or "", len(p.get_payload(decode=True) or b""))
+            for p in self.message.iter_attachments()
         ]
 
 
@@ -67,12 +70,46 @@ def _find(name: str) -> Caught:
     return _load(path)
 
 
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    received_at: datetime
+    mail_from: str
+    rcpt_tos: list[str]
+    subject: str
+    size: int
+    attachments: list[tuple[str, int]]
+
+
+# Parsing a message with its PDF takes milliseconds; a caught file never changes once it is
+# in place, so each web process parses it for the list once.
+_summaries: dict[str, Summary] = {}
+
+
+def _summary(path: Path) -> Summary:
+    key = str(path)
+    if key not in _summaries:
+        if len(_summaries) > 2000:
+            _summaries.clear()
+        caught = _load(path)
+        _summaries[key] = Summary(
+            name=caught.name,
+            received_at=caught.received_at,
+            mail_from=caught.mail_from,
+            rcpt_tos=caught.rcpt_tos,
+            subject=str(caught.message["Subject"] or ""),
+            size=caught.size,
+            attachments=caught.attachments,
+        )
+    return _summaries[key]
+
+
 @bp.get("/")
 @role_required("admin")
 def index():
     """List caught messages, newest first."""
     paths = sorted(_folder().glob("*.eml"), reverse=True)[:200]
-    return render_template("mailbox/index.html", messages=[_load(p) for p in paths])
+    return render_template("mailbox/index.html", messages=[_summary(p) for p in paths])
 
 
 @bp.get("/<name>")
@@ -109,12 +146,15 @@ def html(name: str):
 @bp.get("/<name>/attachments/<int:index>")
 @role_required("admin")
 def attachment(name: str, index: int):
-    """Download one attachment as it was received."""
+    """Download one attachment, its bytes exactly as they were received."""
     parts = list(_find(name).message.iter_attachments())
     if index >= len(parts):
         abort(404)
     part = parts[index]
-    response = Response(part.get_content(), mimetype=part.get_content_type())
-    filename = re.sub(r"[^\w.\-]", "_", part.get_filename() or f"attachment-{index}")
-    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+    # Always a download, never shown inline: the sender chose the type and the name.
+    return send_file(
+        io.BytesIO(part.get_payload(decode=True) or b""),
+        mimetype=part.get_content_type(),
+        as_attachment=True,
+        download_name=UNSAFE_IN_NAME.sub("_", part.get_filename() or f"attachment-{index}"),
+    )
