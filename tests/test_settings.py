@@ -1,11 +1,18 @@
 """Invoice email settings with a real test send, and the email template editor."""
 
+import gc
+
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from portal.extensions import db
 from portal.models import EmailTemplate, MailSettings
 from portal.sending.secrets_box import decrypt
-from tests.conftest import login
+from tests.conftest import free_port, login
+from tests.smtp import ScriptedHandler
+
+HTMX = {"HX-Request": "true"}
 
 
 def settings_form(port, **overrides):
@@ -65,7 +72,8 @@ def test_test_email_explains_a_refusal_in_vietnamese(admin, smtp_server):
     text = admin.post(
         "/settings/email/test", data=settings_form(smtp_server.port, username="")
     ).get_data(as_text=True)
-    assert "Máy chủ thư từ chối email" in text and "550 5.7.1 Relaying denied" in text
+    assert "Máy chủ thư từ chối email" in text
+    assert "Máy chủ thư trả lời: <code>550 5.7.1 Relaying denied</code>" in text
 
 
 def test_test_email_explains_an_unreachable_server(admin, smtp_server):
@@ -73,12 +81,13 @@ def test_test_email_explains_an_unreachable_server(admin, smtp_server):
     text = admin.post(
         "/settings/email/test", data=settings_form(smtp_server.port, username="")
     ).get_data(as_text=True)
-    assert "Không kết nối được máy chủ thư" in text
+    assert "Không kết nối được máy chủ thư" in text and "Chi tiết:" in text
+    assert "tự gửi lại" not in text  # nothing retries a test email
 
 
 def test_settings_are_for_admins_only(app, users):
     client = app.test_client()
-    assert client.get("/settings/email").status_code == 302
+    assert "/login" in client.get("/settings/email").location
     login(client, "sender")
     assert client.get("/settings/email").status_code == 403
     assert client.get("/settings/email-template").status_code == 403
@@ -128,6 +137,12 @@ def test_settings_forms_need_the_csrf_token(tmp_path, migrated_db):
     token = page.split('name="csrf_token" type="hidden" value="')[1].split('"')[0]
     client.post("/login", data={"username": "boss", "password": PASSWORD, "csrf_token": token})
     assert client.post("/settings/email", data=settings_form(2525)).status_code == 400
+    assert client.post("/settings/email/test", data=settings_form(2525)).status_code == 400
+    template = {"subject": "x", "body_text": "x", "body_html": "x"}
+    assert client.post("/settings/email-template", data=template).status_code == 400
+    assert client.post("/settings/email-template/default").status_code == 400
+    with app.app_context():
+        assert db.session.scalar(db.select(MailSettings)) is None
 
 
 def test_company_profile_and_series(app, admin):
@@ -149,3 +164,185 @@ def test_company_profile_and_series(app, admin):
         assert db.session.scalar(db.select(Seller)).tax_code == "0101234567"
         assert [s.label for s in db.session.scalars(db.select(InvoiceSeries))] == ["1K26TAA"]
     assert "Công ty TNHH Ánh Dương" in admin.get("/import/").get_data(as_text=True)
+
+
+@pytest.fixture
+def auth_server():
+    """A real SMTP server on loopback that only takes ketoan / the right password."""
+    tried = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        tried.append(auth_data)
+        ok = isinstance(auth_data, LoginPassword) and auth_data == LoginPassword(
+            b"ketoan", b"mat-khau-dung"
+        )
+        return AuthResult(success=ok, handled=False)
+
+    handler = ScriptedHandler()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=free_port(),
+        authenticator=authenticator, auth_require_tls=False,
+    )  # fmt: skip
+    controller.start()
+    controller.tried = tried
+    controller.messages = handler.messages
+    yield controller
+    controller.stop()
+
+
+def test_test_email_explains_a_wrong_password(admin, auth_server):
+    response = admin.post(
+        "/settings/email/test",
+        data=settings_form(auth_server.port, password="sai-mat-khau"),
+        headers=HTMX,
+    )
+    text = response.get_data(as_text=True)
+    assert "Máy chủ thư từ chối tên đăng nhập hoặc mật khẩu" in text and "535" in text
+    # smtplib tries PLAIN, then LOGIN: each with what the seller typed.
+    assert auth_server.tried and set(auth_server.tried) == {
+        LoginPassword(b"ketoan", b"sai-mat-khau")
+    }
+    assert auth_server.messages == []
+    assert "<html" not in text  # htmx gets the result fragment only
+    gc.collect()
+
+
+def test_test_email_uses_the_stored_password_when_the_field_is_empty(app, admin, auth_server):
+    admin.post("/settings/email", data=settings_form(auth_server.port, password="mat-khau-dung"))
+    text = admin.post(
+        "/settings/email/test",
+        data=settings_form(auth_server.port, password="", test_to="thu@example.com"),
+        headers=HTMX,
+    ).get_data(as_text=True)
+    assert "250 2.0.0 Ok: queued as TEST" in text
+    assert auth_server.tried == [LoginPassword(b"ketoan", b"mat-khau-dung")]
+    assert auth_server.messages[0].rcpt_tos == ["thu@example.com"]
+    assert auth_server.messages[0].message["Subject"] == "Email thử từ hoadon-portal"
+    with app.app_context():
+        row = db.session.scalar(db.select(MailSettings))
+        assert row.last_test_ok is True and row.last_test_at is not None
+        assert "250" in row.last_test_message
+    # The last outcome is on the page, the password is not.
+    page = admin.get("/settings/email").get_data(as_text=True)
+    assert "Lần thử gần nhất" in page and "mat-khau-dung" not in page
+
+
+def test_failed_test_is_recorded_on_the_stored_settings(app, admin, smtp_server):
+    admin.post("/settings/email", data=settings_form(smtp_server.port, username=""))
+    smtp_server.handler.data_replies = ["554 5.7.1 Message rejected as spam"]
+    admin.post("/settings/email/test", data=settings_form(smtp_server.port, username=""))
+    with app.app_context():
+        row = db.session.scalar(db.select(MailSettings))
+        assert row.last_test_ok is False and "554 5.7.1 Message rejected as spam" in (
+            row.last_test_message
+        )
+
+
+def test_test_without_javascript_answers_with_the_whole_page(admin, smtp_server):
+    response = admin.post("/settings/email/test", data=settings_form(smtp_server.port, username=""))
+    text = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<html" in text and 'id="mail-settings"' in text
+    assert "250 2.0.0 Ok: queued as TEST" in text
+    assert "mat-khau-bi-mat" not in text  # the typed password is not echoed back
+
+
+def test_test_with_an_invalid_form_lists_what_to_fix(admin, smtp_server):
+    response = admin.post(
+        "/settings/email/test",
+        data=settings_form(smtp_server.port, host="", sender_email="khong-phai-email"),
+        headers=HTMX,
+    )
+    text = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "Máy chủ SMTP" in text and "Email người gửi" in text
+    assert smtp_server.messages == []
+
+
+def test_clearing_the_password(app, admin):
+    admin.post("/settings/email", data=settings_form(2525))
+    admin.post("/settings/email", data=settings_form(2525, password="", clear_password="y"))
+    with app.app_context():
+        assert db.session.scalar(db.select(MailSettings)).password_encrypted == ""
+
+
+def test_a_password_the_secret_key_cannot_read_asks_to_enter_it_again(app, admin, smtp_server):
+    from portal.sending.secrets_box import encrypt
+
+    admin.post("/settings/email", data=settings_form(smtp_server.port))
+    with app.app_context():
+        # Stored under an earlier SECRET_KEY (changing the key here would also log us out).
+        app.config["SECRET_KEY"] = "an-earlier-secret"
+        token = encrypt("mat-khau-bi-mat")
+        app.config["SECRET_KEY"] = "test-secret"
+        db.session.scalar(db.select(MailSettings)).password_encrypted = token
+        db.session.commit()
+    page = admin.get("/settings/email").get_data(as_text=True)
+    assert "Không đọc được mật khẩu đã lưu" in page
+    text = admin.post(
+        "/settings/email/test", data=settings_form(smtp_server.port, password=""), headers=HTMX
+    ).get_data(as_text=True)
+    assert "vui lòng nhập lại" in text and smtp_server.messages == []
+
+
+def test_settings_pages_refuse_senders_and_viewers(app, users):
+    for username in ("sender", "viewer"):
+        client = app.test_client()
+        login(client, username)
+        for method, url in [
+            ("get", "/settings/email"),
+            ("post", "/settings/email"),
+            ("post", "/settings/email/test"),
+            ("get", "/settings/email-template"),
+            ("post", "/settings/email-template/preview"),
+            ("post", "/settings/email-template/default"),
+        ]:
+            assert getattr(client, method)(url).status_code == 403, (username, url)
+    anonymous = app.test_client().get("/settings/email-template")
+    assert anonymous.status_code == 302 and "/login" in anonymous.location
+
+
+def test_unknown_variable_is_reported_with_its_line(app, admin):
+    data = {"subject": "HĐ", "body_text": "Số {{ number }}\n\nMật khẩu {{ secret_key }}",
+            "body_html": "<p>{{ number }}</p>"}  # fmt: skip
+    page = admin.post("/settings/email-template", data=data).get_data(as_text=True)
+    assert "biến không hợp lệ secret_key ở dòng 3" in page
+
+
+@pytest.mark.parametrize(
+    "body_html",
+    ["<p>{{ number + 1 }}</p>", "<p>\n{{ seller_name.__class__.__mro__ }}</p>", "{{ 1 / 0 }}"],
+)
+def test_template_that_fails_when_rendered_is_refused(app, admin, body_html):
+    data = {"subject": "HĐ", "body_text": "x", "body_html": body_html}
+    response = admin.post("/settings/email-template", data=data)
+    assert response.status_code == 200 and "Nội dung HTML" in response.get_data(as_text=True)
+    preview = admin.post("/settings/email-template/preview", data=data)
+    assert preview.status_code == 200 and "field-error" in preview.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.scalar(db.select(EmailTemplate)) is None
+
+
+def test_template_page_previews_the_sample_when_there_is_no_invoice(admin):
+    page = admin.get("/settings/email-template").get_data(as_text=True)
+    assert "Nguyễn Văn An" in page and "{{ buyer_link }}" in page  # the variables list
+    assert "1K26TAA" in page and "1.089.000" in page
+
+
+def test_live_preview_in_the_browser(app, users, live_server, page):
+    from tests.conftest import browser_login
+
+    # The preview must work under our CSP, and its sandboxed iframe must run no script.
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if "Security Policy" in m.text else None)
+    browser_login(page, live_server, "admin")
+    page.goto(live_server.url + "/settings/email-template")
+    frame = page.frame_locator("#template-preview iframe.email-html")
+    assert "Nguyễn Văn An" in frame.locator("body").inner_text()
+    page.fill("textarea[name=body_html]", "<p id=x>Chào <b>{{ buyer_name }}</b></p>")
+    frame.locator("p#x").wait_for()
+    assert frame.locator("p#x b").inner_text() == "Công ty Cổ phần Nguyễn Hoàng"
+    page.fill("textarea[name=body_html]", "<p>{{ secret_key }}</p>")
+    page.locator("#template-preview .field-error").wait_for()
+    assert "secret_key" in page.locator("#template-preview").inner_text()
+    assert errors == []

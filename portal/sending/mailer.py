@@ -64,10 +64,14 @@ class _TimeoutConnection(Connection):
             )
         else:
             host = smtplib.SMTP(mail.server, mail.port, timeout=self.timeout)
-        if mail.use_tls:
-            host.starttls(context=ssl.create_default_context())
-        if mail.username and mail.password:
-            host.login(mail.username, mail.password)
+        try:
+            if mail.use_tls:
+                host.starttls(context=ssl.create_default_context())
+            if mail.username and mail.password:
+                host.login(mail.username, mail.password)
+        except BaseException:
+            host.close()  # a refused login must not leak the socket
+            raise
         return host
 
 

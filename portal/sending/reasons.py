@@ -43,13 +43,26 @@ REASONS = {
 }
 
 
+# For a send nothing retries (the test email on the settings page): no promise of a retry.
+NOT_RETRIED = {
+    "unreachable": _l(
+        "Could not reach the mail server. Check its address, port and security setting, "
+        "and that this computer may connect to it."
+    ),
+    "temporary": _l("The mail server refused for now. Try again in a few minutes."),
+}
+
+
 def status_label(status: str) -> str:
+    """The seller's words for a send status (DOMAIN.md's glossary)."""
     return str(STATUS_LABELS.get(status, status))
 
 
-def explain(kind: str, code: int | None, message: str) -> str:
+def explain(kind: str, code: int | None, message: str, retried: bool = True) -> str:
     """One sentence for the seller, followed by the server's own answer when there is one."""
-    reason = str(REASONS.get(kind) or _("Sending failed."))
+    reason = str(
+        (None if retried else NOT_RETRIED.get(kind)) or REASONS.get(kind) or _("Sending failed.")
+    )
     if code or message:
         reason += " " + _("Mail server: %(answer)s", answer=f"{code or ''} {message}".strip())
     return reason

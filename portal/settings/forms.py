@@ -13,33 +13,57 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
 
+from portal.settings.service import MailValues
+
+
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
 
 class MailSettingsForm(FlaskForm):
-    host = StringField(_l("SMTP server"), validators=[DataRequired(), Length(max=200)])
+    host = StringField(
+        _l("SMTP server"), validators=[DataRequired(), Length(max=200)], filters=[_strip]
+    )
     port = IntegerField(_l("Port"), validators=[DataRequired(), NumberRange(1, 65535)], default=587)
     security = SelectField(
         _l("Security"),
         choices=[
-            SelectChoice("starttls", "STARTTLS"),
-            SelectChoice("ssl", "SSL/TLS"),
-            SelectChoice("none", _l("None")),
+            SelectChoice("starttls", _l("STARTTLS (usually port 587)")),
+            SelectChoice("ssl", _l("SSL/TLS (usually port 465)")),
+            SelectChoice("none", _l("No encryption (port 25, local servers only)")),
         ],
         default="starttls",
     )
-    username = StringField(_l("User name"), validators=[Length(max=200)])
+    username = StringField(_l("User name"), validators=[Length(max=200)], filters=[_strip])
     # Never rendered back: an empty field keeps the stored password.
     password = PasswordField(_l("Password"), validators=[Length(max=200)])
     clear_password = BooleanField(_l("Remove the stored password"))
-    sender_name = StringField(_l("Sender name"), validators=[Length(max=200)])
+    sender_name = StringField(_l("Sender name"), validators=[Length(max=200)], filters=[_strip])
     sender_email = StringField(
-        _l("Sender email"), validators=[DataRequired(), Email(check_deliverability=False)]
+        _l("Sender email"),
+        validators=[DataRequired(), Length(max=200), Email(check_deliverability=False)],
+        filters=[_strip],
     )
     reply_to = StringField(
-        _l("Reply-to email"), validators=[Optional(), Email(check_deliverability=False)]
+        _l("Reply-to email"),
+        validators=[Optional(), Length(max=200), Email(check_deliverability=False)],
+        filters=[_strip],
     )
     test_to = StringField(
-        _l("Send a test email to"), validators=[Optional(), Email(check_deliverability=False)]
+        _l("Send a test email to"),
+        validators=[Optional(), Email(check_deliverability=False)],
+        filters=[_strip],
     )
+
+    def values(self):
+        """The typed values for the settings service."""
+        return MailValues(
+            host=self.host.data, port=self.port.data, security=self.security.data,
+            username=self.username.data or "", password=self.password.data or "",
+            clear_password=bool(self.clear_password.data),
+            sender_name=self.sender_name.data or "", sender_email=self.sender_email.data,
+            reply_to=self.reply_to.data or "",
+        )  # fmt: skip
 
 
 class TemplateForm(FlaskForm):
