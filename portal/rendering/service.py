@@ -1,84 +1,97 @@
-"""Render an invoice as HTML and PDF from one template; keep each PDF once rendered."""
+"""Render an invoice as HTML and PDF from one layout; keep each PDF once rendered."""
 
-from pathlib import Path
-
-from flask import Response, current_app, render_template
+from flask import Response, render_template
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import undefer
 
+from portal.database import begin_write
 from portal.extensions import db
 from portal.models import Invoice, InvoicePdf
-from portal.rendering.pdf import BOLD, REGULAR, html_to_pdf
+from portal.rendering.pdf import html_to_pdf
 
 # Bump when the PDF layout changes: cached PDFs of an older layout are rendered again.
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"
 
 
 def invoice_html(invoice: Invoice) -> str:
-    """The legal layout as an HTML fragment."""
+    """Render the legal layout as an HTML fragment (pages link css/document.css)."""
     return render_template("invoices/_document.html", invoice=invoice)
 
 
 def render_pdf(invoice: Invoice) -> bytes:
-    font_dir = Path(current_app.config["PDF_FONT_DIR"])
-    html = render_template(
-        "pdf/invoice.html",
-        invoice=invoice,
-        font_regular=str(font_dir / REGULAR),
-        font_bold=str(font_dir / BOLD),
+    """Render the invoice's PDF now, without looking at the cache."""
+    return html_to_pdf(render_template("pdf/invoice.html", invoice=invoice))
+
+
+def _fresh(cached: InvoicePdf | None, xml_sha256: str) -> bool:
+    return (
+        cached is not None
+        and cached.xml_sha256 == xml_sha256
+        and cached.template_version == TEMPLATE_VERSION
     )
-    return html_to_pdf(html, font_dir)
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:
-    """Return the invoice's PDF, rendering it only the first time.
+    """Return the invoice's PDF, rendering and storing it only when no fresh copy is kept.
 
     An issued invoice never changes, so its PDF is keyed by the signed XML's hash and the
-    layout version. The cache row is committed in its own small transaction: it is a
-    pure function of data already committed, so committing it early loses nothing.
+    layout version. A hit is a plain read. A miss renders outside any write transaction
+    (about 90 ms: no write lock held meanwhile), then takes the write lock with
+    begin_write() and commits the cache row at once. Committing here is deliberate: the
+    row is a pure function of data already committed, so committing it early loses
+    nothing, and a caller that renders many PDFs never holds SQLite's write lock for
+    long. begin_write() commits what the caller's session already holds, so call this
+    outside the caller's own unfinished write (the sending job calls it while building a
+    message whose pending Message-ID it commits right after anyway).
     """
-    cached = db.session.get(InvoicePdf, invoice.id)
-    if (
-        cached is not None
-        and cached.xml_sha256 == invoice.xml_sha256
-        and cached.template_version == TEMPLATE_VERSION
-    ):
+    invoice_id, xml_sha256 = invoice.id, invoice.xml_sha256
+    cached = db.session.get(InvoicePdf, invoice_id, options=[undefer(InvoicePdf.data)])
+    if _fresh(cached, xml_sha256):
         return cached.data
     data = render_pdf(invoice)
+    begin_write()
+    # Another worker may have stored it while this one rendered: read again under the lock.
+    cached = db.session.get(
+        InvoicePdf, invoice_id, options=[undefer(InvoicePdf.data)], populate_existing=True
+    )
+    if _fresh(cached, xml_sha256):
+        # Serve the stored bytes, so the page and the email carry the very same file.
+        stored = cached.data
+        db.session.rollback()
+        return stored
     if cached is None:
         db.session.add(
             InvoicePdf(
-                invoice_id=invoice.id,
-                xml_sha256=invoice.xml_sha256,
+                invoice_id=invoice_id,
+                xml_sha256=xml_sha256,
                 template_version=TEMPLATE_VERSION,
                 data=data,
             )
         )
     else:
-        cached.xml_sha256, cached.template_version, cached.data = (
-            invoice.xml_sha256,
-            TEMPLATE_VERSION,
-            data,
-        )
+        cached.xml_sha256 = xml_sha256
+        cached.template_version = TEMPLATE_VERSION
+        cached.data = data
     try:
         db.session.commit()
     except IntegrityError:
-        # Another worker rendered the same invoice at the same moment: same bytes.
+        # PostgreSQL has no write lock up front: a concurrent insert of the same PDF wins.
         db.session.rollback()
     return data
 
 
 def invoice_xml(invoice: Invoice) -> bytes:
-    """The signed XML exactly as issued."""
+    """Return the signed XML exactly as issued."""
     return invoice.xml
 
 
 def file_name(invoice: Invoice, kind: str) -> str:
-    """`1K26TAA_00000123.pdf`: the same name on the page, in the email and for the buyer."""
+    """Name the file `1K26TAA_00000123.pdf`: the same on the page, in the email, for the buyer."""
     return f"{invoice.series_label}_{invoice.number_label}.{kind}"
 
 
 def invoice_file(invoice: Invoice, kind: str, inline: bool = False) -> Response:
-    """The PDF or the signed XML as a download (or inline, for a PDF viewed in the browser)."""
+    """Serve the PDF or the signed XML as a download (or inline, for a PDF in the browser)."""
     if kind == "pdf":
         response = Response(invoice_pdf(invoice), mimetype="application/pdf")
     else:
