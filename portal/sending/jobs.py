@@ -54,6 +54,9 @@ def deliver_invoice(delivery_id: int) -> str:
 
 
 def _build(delivery: Delivery, invoice, smtp: mailer.SmtpSettings):
+    # First the files: a first-time PDF render commits its cache row, and nothing of this
+    # attempt (link, Message-ID) should be committed with it before the message is built.
+    files = service.attachments(invoice)
     token, delivery.token_hash = service.new_link_token()
     set_expiry(delivery)
     delivery.message_id = mailer.new_message_id(smtp.sender_email)
@@ -70,7 +73,7 @@ def _build(delivery: Delivery, invoice, smtp: mailer.SmtpSettings):
         subject=rendered.subject,
         text=rendered.text,
         html=html,
-        attachments=service.attachments(invoice),
+        attachments=files,
         message_id=delivery.message_id,
     )
 
