@@ -1,20 +1,28 @@
 """The JSON API: bearer tokens, validation, and numbers without gaps under concurrent requests."""
 
+import hashlib
 import json
 import threading
 import urllib.request
+from datetime import datetime, timedelta
+from decimal import Decimal
 from urllib.error import HTTPError
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from portal.einvoice.signing import verify_xml
+from portal.einvoice.xml import parse_xml
 from portal.extensions import db
-from portal.models import Invoice
-from tests.conftest import LiveServer
+from portal.models import ApiToken, Invoice
+from tests.conftest import LiveServer, make_app
+
+TODAY = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+SERIES = f"K{TODAY.year % 100:02d}TAA"  # what `flask demo seed` creates this year
 
 BODY = {
-    "series": "1K26TAA",
-    "issue_date": "2026-11-20",
+    "series": f"1{SERIES}",
+    "issue_date": TODAY.isoformat(),
     "buyer": {
         "name": "Công ty Cổ phần Nguyễn Hoàng",
         "tax_code": "0312345678",
@@ -40,14 +48,9 @@ BODY = {
 
 
 def setup_api(app) -> str:
+    """Seed the seller, series and certificate (no invoices) and return a new token."""
     runner = app.test_cli_runner()
     assert runner.invoke(args=["demo", "seed", "--invoices", "0"]).exit_code == 0
-    with app.app_context():
-        from portal.models import InvoiceSeries
-
-        series = db.session.scalar(db.select(InvoiceSeries).filter_by(form=1))
-        series.series = "K26TAA"  # the body names this series whatever year the tests run in
-        db.session.commit()
     return runner.invoke(args=["api-tokens", "create", "erp"]).output.strip()
 
 
@@ -60,31 +63,56 @@ def api(app):
 
 
 def test_a_token_is_required(api):
-    assert api.post("/api/v1/invoices", json=BODY).status_code == 401
-    assert (
-        api.post(
-            "/api/v1/invoices", json=BODY, headers={"Authorization": "Bearer nope"}
-        ).status_code
-        == 401
-    )
+    missing = api.post("/api/v1/invoices", json=BODY)
+    assert missing.status_code == 401 and missing.get_json()["error"] == "unauthorized"
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    wrong = {"Authorization": "Bearer nope"}
+    assert api.post("/api/v1/invoices", json=BODY, headers=wrong).status_code == 401
+    token = api.auth["Authorization"].split()[1]
+    basic = {"Authorization": f"Basic {token}"}
+    assert api.post("/api/v1/invoices", json=BODY, headers=basic).status_code == 401
+    assert api.get("/api/v1/invoices/1", headers=wrong).status_code == 401
+    with api.application.app_context():
+        assert db.session.query(Invoice).count() == 0
+
+
+def test_tokens_are_kept_only_as_hashes(app, api):
+    token = api.auth["Authorization"].split()[1]
+    with app.app_context():
+        stored = db.session.scalars(db.select(ApiToken.token_hash)).all()
+    assert stored == [hashlib.sha256(token.encode()).hexdigest()]
 
 
 def test_revoked_tokens_stop_working(app, api):
-    app.test_cli_runner().invoke(args=["api-tokens", "revoke", "erp"])
+    result = app.test_cli_runner().invoke(args=["api-tokens", "revoke", "erp"])
+    assert "Revoked 1 token" in result.output
     assert api.post("/api/v1/invoices", json=BODY, headers=api.auth).status_code == 401
+
+
+def test_the_api_needs_no_csrf_token(tmp_path, migrated_db):
+    # Bearer tokens are not sent by browsers on their own, so CSRF protection does not apply.
+    app = make_app(tmp_path, migrated_db, WTF_CSRF_ENABLED=True)
+    headers = {"Authorization": f"Bearer {setup_api(app)}"}
+    assert app.test_client().post("/api/v1/invoices", json=BODY, headers=headers).status_code == 201
+    with app.app_context():
+        db.engine.dispose()
 
 
 def test_issue_an_invoice(app, api):
     response = api.post("/api/v1/invoices", json=BODY, headers=api.auth)
     assert response.status_code == 201, response.get_json()
     created = response.get_json()
-    assert (created["form"], created["series"], created["number"]) == (1, "K26TAA", 1)
+    assert (created["form"], created["series"], created["number"]) == (1, SERIES, 1)
     assert created["total_amount"] == "1170000"  # 720.000 + 72.000 + 350.000 + 28.000
     assert created["amount_in_words"] == "Một triệu một trăm bảy mươi nghìn đồng"
     with app.app_context():
         invoice = db.session.get(Invoice, created["id"])
         assert verify_xml(invoice.xml).tax_code == invoice.seller_tax_code
         assert invoice.source == "api" and invoice.lookup_code == created["lookup_code"]
+        doc = parse_xml(invoice.xml)
+        assert doc.total_amount == invoice.total_amount == Decimal("1170000")
+        assert doc.buyer.name == "Công ty Cổ phần Nguyễn Hoàng" and doc.seller.tax_code
+        assert [s.rate for s in doc.summaries] == ["10%", "8%"]
     assert api.get(f"/api/v1/invoices/{created['id']}", headers=api.auth).get_json() == created
 
 
@@ -103,6 +131,53 @@ def test_every_problem_is_reported(api):
         "lines[0].vat_rate",
     } <= fields
     assert api.post("/api/v1/invoices", data="not json", headers=api.auth).status_code == 422
+    with api.application.app_context():
+        assert db.session.query(Invoice).count() == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"issue_date": (TODAY + timedelta(days=1)).isoformat()}, "issue_date"),
+        ({"issue_date": TODAY.replace(year=TODAY.year - 1).isoformat()}, "issue_date"),
+        ({"issue_date": "20/11/2026"}, "issue_date"),
+        ({"currency": "USD"}, "exchange_rate"),
+        ({"lines": []}, "lines"),
+        ({"lines": [dict(BODY["lines"][0], kind=True)]}, "lines[0].kind"),
+        ({"lines": [dict(BODY["lines"][0], quantity="0")]}, "lines[0].quantity"),
+        ({"lines": [dict(BODY["lines"][0], unit_price="1.1234567")]}, "lines[0].unit_price"),
+        ({"lines": [dict(BODY["lines"][0], vat_rate="KHAC:abc")]}, "lines[0].vat_rate"),
+        ({"buyer": dict(BODY["buyer"], name="A\nB")}, "buyer.name"),
+        ({"series": "2K99TZZ"}, "series"),
+    ],
+)
+def test_each_invalid_field_is_named(api, change, field):
+    response = api.post("/api/v1/invoices", json=dict(BODY, **change), headers=api.auth)
+    assert response.status_code == 422
+    assert field in {e["field"] for e in response.get_json()["errors"]}
+
+
+def test_decimal_strings_other_rates_and_foreign_currency(app, api):
+    body = dict(
+        BODY, currency="USD", exchange_rate="25400.5", series=SERIES, issue_date=None,
+        lines=[{"name": "Tư vấn", "quantity": "1.5", "unit_price": "100.10", "vat_rate": "KHAC:3.5%"}],
+    )  # fmt: skip
+    response = api.post("/api/v1/invoices", json=body, headers=api.auth)
+    assert response.status_code == 201, response.get_json()
+    created = response.get_json()
+    # 1.5 × 100.10 = 150.15; 3.5% of it = 5.26 (rounded to cents): 155.41 in all.
+    assert created["total_amount"] == "155.41" and created["currency"] == "USD"
+    assert created["amount_in_words"] == "Một trăm năm mươi lăm đô la Mỹ bốn mươi mốt xu"
+    with app.app_context():
+        invoice = db.session.get(Invoice, created["id"])
+        assert invoice.exchange_rate == Decimal("25400.5")
+        assert invoice.issued_on == TODAY
+        assert verify_xml(invoice.xml).tax_code == invoice.seller_tax_code
+
+
+def test_unknown_invoice_is_a_json_404(api):
+    response = api.get("/api/v1/invoices/999", headers=api.auth)
+    assert response.status_code == 404 and response.get_json()["error"] == "not_found"
 
 
 def post(url, token, body):

@@ -1,21 +1,18 @@
 """Issue invoices from other software (an ERP, a POS) over JSON, with a bearer token."""
 
-import hashlib
 import re
-import secrets
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 from zoneinfo import ZoneInfo
 
-import click
 from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, Flask, abort, current_app, jsonify, request
-from flask.cli import AppGroup
 
+from portal.api.cli import hash_token, tokens_cli
 from portal.einvoice.document import VAT_RATES, Document, Line, Party
 from portal.extensions import csrf, db
-from portal.issuing.service import IssueError, issue_invoice, load_signer
+from portal.issuing.service import IssueError, issue_invoice, load_signer, series_year_problem
 from portal.models import ApiToken, Invoice, InvoiceSeries
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -26,17 +23,13 @@ OTHER_RATE = re.compile(r"^KHAC:\d{1,2}(\.\d{1,2})?%$")
 SERIES = re.compile(r"^([1-7])?(K\d{2}[A-Z][A-Z0-9]{2})$")
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def token_required(view):
     """Let in requests that carry a live `Authorization: Bearer <token>`."""
 
     @wraps(view)
     def wrapped(*args, **kwargs):
-        header = request.headers.get("Authorization", "")
-        token = header[7:].strip() if header.startswith("Bearer ") else ""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
         found = token and db.session.scalar(
             db.select(ApiToken).filter_by(token_hash=hash_token(token), revoked=False)
         )
@@ -101,12 +94,20 @@ def parse_request(data) -> tuple[Document | None, InvoiceSeries | None, list[dic
         series = db.session.scalar(query.limit(1))
         if series is None:
             errors.append({"field": "series", "message": "no such active series"})
-    issued_on = datetime.now(ZoneInfo(current_app.config["PORTAL_TIMEZONE"])).date()
+    today = datetime.now(ZoneInfo(current_app.config["PORTAL_TIMEZONE"])).date()
+    issued_on = today
     if data.get("issue_date"):
         try:
             issued_on = date.fromisoformat(str(data["issue_date"]))
         except ValueError:
             errors.append({"field": "issue_date", "message": "a date as YYYY-MM-DD"})
+        else:
+            if issued_on > today:
+                errors.append({"field": "issue_date", "message": "cannot be in the future"})
+    if series is not None and series_year_problem(series.series, issued_on):
+        errors.append(
+            {"field": "issue_date", "message": series_year_problem(series.series, issued_on)}
+        )
     buyer_data = data.get("buyer") if isinstance(data.get("buyer"), dict) else {}
     if not isinstance(data.get("buyer"), dict):
         errors.append({"field": "buyer", "message": "is required"})
@@ -151,12 +152,12 @@ def parse_request(data) -> tuple[Document | None, InvoiceSeries | None, list[dic
                 }
             )
         kind = raw.get("kind", 1)
-        if kind not in (1, 2, 3, 4):
+        if isinstance(kind, bool) or kind not in (1, 2, 3, 4):
             errors.append({"field": f"{field}.kind", "message": "1, 2, 3 or 4"})
         lines.append(
             Line(
                 position=index + 1,
-                kind=kind if kind in (1, 2, 3, 4) else 1,
+                kind=kind if kind in (1, 2, 3, 4) and not isinstance(kind, bool) else 1,
                 name=_text(raw, "name", f"{field}.name", errors, 500, required=True),
                 unit=_text(raw, "unit", f"{field}.unit", errors, 50),
                 code=_text(raw, "code", f"{field}.code", errors, 50),
@@ -215,28 +216,6 @@ def get_invoice(invoice_id: int):
     if invoice is None:
         return jsonify(error="not_found"), 404
     return jsonify(_summary(invoice))
-
-
-tokens_cli = AppGroup("api-tokens", help="Tokens for the JSON API.")
-
-
-@tokens_cli.command("create")
-@click.argument("name")
-def create_token(name: str):
-    """Create an API token and print it once."""
-    token = secrets.token_urlsafe(32)
-    db.session.add(ApiToken(name=name, token_hash=hash_token(token)))
-    db.session.commit()
-    click.echo(token)
-
-
-@tokens_cli.command("revoke")
-@click.argument("name")
-def revoke_token(name: str):
-    """Revoke every token with this name."""
-    for row in db.session.scalars(db.select(ApiToken).filter_by(name=name)):
-        row.revoked = True
-    db.session.commit()
 
 
 def init_app(app: Flask) -> None:

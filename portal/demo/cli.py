@@ -1,7 +1,12 @@
 """`flask demo seed`: a seller, series, customers and realistic issued invoices."""
 
+import itertools
+import multiprocessing
+import os
 import random
 import time as clock
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -15,11 +20,21 @@ from portal.demo import data
 from portal.einvoice.document import Document, Line, Party
 from portal.extensions import db
 from portal.importing.service import LOOKUP_ALPHABET, store_document
-from portal.issuing.service import ensure_demo_signer, seller_party, sign_document, signing_moment
+from portal.issuing.service import (
+    Signer,
+    ensure_demo_signer,
+    seller_party,
+    sign_document,
+    signing_moment,
+)
 from portal.models import Customer, Invoice, InvoiceSeries, Seller, User
 
 demo_cli = AppGroup("demo", help="Demo data.")
 BATCH = 500
+DEMO_USERS = (
+    ("admin", "admin", "admin", "Quản trị viên"),
+    ("ketoan", "ketoan", "sender", "Kế toán Lan"),
+)
 
 
 def _today() -> date:
@@ -46,10 +61,7 @@ def ensure_basics(
     if not customers:
         customers = [_customer(rng, index) for index in range(50)]
         db.session.add_all(customers)
-    for username, password, role, name in (
-        ("admin", "admin", "admin", "Quản trị viên"),
-        ("ketoan", "ketoan", "sender", "Kế toán Lan"),
-    ):
+    for username, password, role, name in DEMO_USERS:
         if db.session.scalar(db.select(User).filter_by(username=username)) is None:
             user = User(username=username, role=role, name=name)
             user.set_password(password)
@@ -92,7 +104,83 @@ def _document(rng: random.Random, issued_on: date, buyer: Party, seller: Party) 
     )  # fmt: skip
 
 
-def seed(count: int, seed_value: int, days: int = 90) -> int:
+def _plan(rng, dates, series, buyers, seller) -> Iterator[tuple[Document, datetime]]:
+    """Draw each invoice in issue-date order and give it the next number of its series."""
+    for issued_on in dates:
+        chosen = series[0] if rng.random() < 0.8 else series[1]
+        doc = _document(rng, issued_on, rng.choice(buyers), seller)
+        doc.form, doc.series, doc.number = chosen[1], chosen[2], chosen[3]
+        chosen[3] += 1
+        doc.data_id = f"data-{doc.series}-{doc.number}"
+        yield doc, signing_moment(doc)
+
+
+# The signer of a signing process, set once by its initializer.
+_worker_signer: Signer | None = None
+
+
+def _start_worker(signer: Signer) -> None:
+    global _worker_signer
+    _worker_signer = signer
+
+
+def _sign_item(item: tuple[Document, datetime]) -> tuple[Document, bytes]:
+    """Sign one planned invoice in a signing process; the totals travel back on the document."""
+    doc, signing_time = item
+    return doc, sign_document(doc, _worker_signer, signing_time)
+
+
+@contextmanager
+def _signing(signer: Signer, workers: int):
+    """Yield `submit(items)`, which starts signing a batch and returns a function for the result.
+
+    With workers, the next batch is signed in other processes while this one stores the
+    last; the signing code is the same `sign_document` that `issue_invoice` runs.
+    """
+    if workers <= 0:
+        yield lambda items: lambda: [(d, sign_document(d, signer, t)) for d, t in items]
+        return
+    # forkserver: no fork of a process that may hold threads or open database connections.
+    # Preload this module rather than __main__, which may be any script (even one that
+    # would start seeding again on import).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    pool = context.Pool(workers, initializer=_start_worker, initargs=(signer,))
+    try:
+        yield lambda items: pool.map_async(_sign_item, items, chunksize=25).get
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _store(signed: list[tuple[Document, bytes]], expected: dict[int, int], after: dict[int, int]):
+    """Store one signed batch and move the series' counters past it, in one transaction."""
+    begin_write()
+    rows = {row.id: row for row in db.session.scalars(db.select(InvoiceSeries))}
+    for series_id, number in expected.items():
+        if rows[series_id].next_number != number:
+            # Someone issued an invoice meanwhile: these numbers are no longer free.
+            db.session.rollback()
+            raise click.ClickException(
+                f"series {rows[series_id].label} moved on while seeding; stopped without gaps"
+            )
+    with db.session.no_autoflush:
+        for doc, xml in signed:
+            store_document(doc, xml, "demo", flush=False)
+    for series_id, number in after.items():
+        rows[series_id].next_number = number
+    db.session.commit()
+    db.session.expunge_all()
+
+
+def default_workers(count: int) -> int:
+    """Sign in other processes only when there is enough to sign to repay their start."""
+    cores = os.cpu_count() or 1
+    return cores if count >= 2000 and cores > 1 else 0
+
+
+def seed(count: int, seed_value: int, days: int = 90, workers: int | None = None) -> int:
     """Issue `count` demo invoices spread over the last `days` days; return how many."""
     rng = random.Random(seed_value)  # noqa: S311  (repeatable demo data, not secrets)
     today = _today()
@@ -107,28 +195,29 @@ def seed(count: int, seed_value: int, days: int = 90) -> int:
         for c in customers
     ]  # fmt: skip
     series = [[s.id, s.form, s.series, s.next_number] for s in series_rows]
-    start = max(today - timedelta(days=days), date(today.year, 1, 1))
+    # Numbers follow dates: new invoices come after those already issued.
+    latest = db.session.scalar(db.select(db.func.max(Invoice.issued_on)))
+    start = min(today, max(today - timedelta(days=days), date(today.year, 1, 1), latest or today))
     span = (today - start).days
     dates = sorted(start + timedelta(days=rng.randint(0, span)) for _ in range(count))
-    for done, issued_on in enumerate(dates, 1):
-        chosen = series[0] if rng.random() < 0.8 else series[1]
-        doc = _document(rng, issued_on, rng.choice(buyers), seller_data)
-        doc.form, doc.series, doc.number = chosen[1], chosen[2], chosen[3]
-        chosen[3] += 1
-        doc.data_id = f"data-{doc.series}-{doc.number}"
-        with db.session.no_autoflush:
-            store_document(
-                doc, sign_document(doc, signer, signing_moment(doc)), "demo", flush=False
-            )
-        if done % BATCH == 0 or done == len(dates):
-            # The series hand out the numbers used, in the same transaction: no gaps.
-            for series_id, _form, _code, next_number in series:
-                db.session.get(InvoiceSeries, series_id).next_number = next_number
-            db.session.commit()
-            db.session.expunge_all()
-            begin_write()
     db.session.commit()
-    return len(dates)
+    plan = _plan(rng, dates, series, buyers, seller_data)
+    workers = default_workers(count) if workers is None else workers
+    with _signing(signer, workers) as submit:
+        pending = None
+        while True:
+            before = {row[0]: row[3] for row in series}
+            items = list(itertools.islice(plan, BATCH))
+            after = {row[0]: row[3] for row in series}
+            # Sign this batch while the previous one is stored.
+            current = (submit(items), before, after) if items else None
+            if pending:
+                result, expected, moved = pending
+                _store(result(), expected, moved)
+            if current is None:
+                break
+            pending = current
+    return count
 
 
 @demo_cli.command("seed")
@@ -137,18 +226,26 @@ def seed(count: int, seed_value: int, days: int = 90) -> int:
     "--seed", "seed_value", default=2026, show_default=True, help="same seed, same invoices"
 )
 @click.option("--if-empty", is_flag=True, help="do nothing when invoices exist")
-def seed_command(count: int, seed_value: int, if_empty: bool):
+@click.option(
+    "--workers", type=int, default=None, help="signing processes [default: one per core from 2000]"
+)
+def seed_command(count: int, seed_value: int, if_empty: bool, workers: int | None):
     """Create a seller, series, customers, demo users and issued invoices."""
     if if_empty and db.session.scalar(db.select(Invoice.id).limit(1)) is not None:
         click.echo("Invoices exist; demo data not loaded again.")
         return
+    names = [user[0] for user in DEMO_USERS]
+    existing = set(db.session.scalars(db.select(User.username).filter(User.username.in_(names))))
     started = clock.perf_counter()
-    done = seed(count, seed_value)
+    done = seed(count, seed_value, workers=workers)
     elapsed = clock.perf_counter() - started
     click.echo(
         f"Issued {done} demo invoices in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f}/s)."
     )
-    click.echo("Demo logins: admin / admin (admin), ketoan / ketoan (sender).")
+    # Only accounts made just now have the demo passwords; existing ones were left alone.
+    created = [f"{u} / {p} ({role})" for u, p, role, _ in DEMO_USERS if u not in existing]
+    if created:
+        click.echo("Demo logins: " + ", ".join(created) + ".")
 
 
 def init_app(app: Flask) -> None:

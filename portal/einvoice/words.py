@@ -60,9 +60,11 @@ def number_in_words(number: int) -> str:
 
 
 def amount_in_words(amount: Decimal | int, currency: str = "VND") -> str:
-    """Words for an invoice total: initial capital, ending with the currency's name.
+    """Write an invoice total in words: initial capital, "Âm" when negative, currency last.
 
-    VND is rounded to whole đồng; other currencies read their cents as "xu".
+    VND is rounded half up to whole đồng. Other currencies are rounded half up to cents and
+    read as whole units then, when not zero, the cents as "xu": 1250.50 USD is "Một nghìn
+    hai trăm năm mươi đô la Mỹ năm mươi xu".
     """
     amount = Decimal(amount)
     unit, cents_name = CURRENCIES.get(currency, (currency, "xu"))

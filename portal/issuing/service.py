@@ -1,12 +1,13 @@
 """Number, total, word, build, sign and store an invoice; numbers never skip or repeat."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import current_app
+from flask import Flask, current_app
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from portal.database import begin_write
 from portal.einvoice.document import Document, Party
@@ -29,16 +30,17 @@ class Signer:
     cert_pem: bytes
 
 
-def _signing_paths() -> tuple[Path, Path]:
-    folder = Path(current_app.instance_path) / "signing"
-    key = current_app.config.get("SIGNING_KEY_PATH") or folder / "key.pem"
-    cert = current_app.config.get("SIGNING_CERT_PATH") or folder / "cert.pem"
+def _signing_paths(app: Flask | None = None) -> tuple[Path, Path]:
+    app = app or current_app
+    folder = Path(app.instance_path) / "signing"
+    key = app.config.get("SIGNING_KEY_PATH") or folder / "key.pem"
+    cert = app.config.get("SIGNING_CERT_PATH") or folder / "cert.pem"
     return Path(key), Path(cert)
 
 
-def load_signer() -> Signer:
-    """The seller's signing key and certificate (a demo one unless configured)."""
-    key, cert = _signing_paths()
+def load_signer(app: Flask | None = None) -> Signer:
+    """Read the seller's signing key and certificate (a demo one unless configured)."""
+    key, cert = _signing_paths(app)
     if not key.exists() or not cert.exists():
         raise IssueError("no signing certificate: run `flask demo seed` or set SIGNING_KEY_PATH")
     return Signer(key.read_bytes(), cert.read_bytes())
@@ -59,21 +61,34 @@ def ensure_demo_signer(seller: Seller) -> Signer:
 
 
 def seller_party(seller: Seller) -> Party:
+    """Copy the company profile into the document's seller (NBan)."""
     return Party(
         name=seller.name, tax_code=seller.tax_code, address=seller.address, phone=seller.phone,
         email=seller.email, bank_account=seller.bank_account, bank_name=seller.bank_name,
     )  # fmt: skip
 
 
-def next_number(series_id: int) -> int:
+def next_number(series: InvoiceSeries | int) -> int:
     """Take the series' next number inside the caller's write transaction (a rollback gives it back)."""
-    return db.session.execute(
+    series_id = series if isinstance(series, int) else series.id
+    number = db.session.execute(
         text(
             "UPDATE invoice_series SET next_number = next_number + 1 "
             "WHERE id = :id RETURNING next_number - 1"
         ),
         {"id": series_id},
     ).scalar_one()
+    if isinstance(series, InvoiceSeries):
+        # The UPDATE bypassed the ORM: reload the row's counter when it is next read.
+        db.session.expire(series, ["next_number"])
+    return number
+
+
+def series_year_problem(series: str, issued_on: date) -> str:
+    """Return why the series' year does not fit the issue date, or ""."""
+    if series[1:3] != f"{issued_on.year % 100:02d}":
+        return f"series {series} is for 20{series[1:3]}, the issue date is in {issued_on.year}"
+    return ""
 
 
 def signing_moment(doc: Document) -> datetime:
@@ -100,12 +115,25 @@ def issue_invoice(doc: Document, series_id: int, signer: Signer, source: str = "
         if seller is None:
             raise IssueError("no seller profile")
         doc.form, doc.series = series.form, series.series
-        doc.number = next_number(series.id)
+        if doc.issued_on is None:
+            zone = ZoneInfo(current_app.config["PORTAL_TIMEZONE"])
+            doc.issued_on = datetime.now(zone).date()
+        problem = series_year_problem(series.series, doc.issued_on)
+        if problem:
+            raise IssueError(problem)
+        doc.number = next_number(series)
         doc.seller = seller_party(seller)
         doc.lookup_code = doc.lookup_code or new_lookup_code()
         xml = sign_document(doc, signer, datetime.now(UTC))
         invoice = store_document(doc, xml, source)
         db.session.commit()
+    except IntegrityError as error:
+        # An imported invoice already holds this number: say so instead of failing with a 500.
+        db.session.rollback()
+        raise IssueError(
+            f"number {doc.number} of {doc.form}{doc.series} is already taken by another invoice;"
+            " move the series' next number past it"
+        ) from error
     except Exception:
         db.session.rollback()
         raise
