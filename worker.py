@@ -1,36 +1,40 @@
-"""Run the RQ workers that send invoices; the app is loaded once, before any job.
+"""Run the RQ workers that send invoices and keep them running.
 
     python worker.py [--workers N] [--burst]
 
-Workers do not fork per job (RQ's SimpleWorker): a fork costs about 10 ms a job and
-throws away warm connections (PITFALLS.md). N workers are N processes. The first one also
-runs the maintenance tasks (portal.runtime.maintenance) every RECONCILE_EVERY seconds.
+A small supervisor (RQ's WorkerPool) forks N worker processes and replaces any that dies,
+SIGKILL included, within about a second. Each worker builds the app once and runs jobs
+without forking (RQ's SimpleWorker): a fork per job costs about 10 ms and throws away warm
+connections, the kept SMTP connection among them. Workers take the high queue (the outbox
+reconciler) first, then the default one (emails, tax submissions), then the low one (PDFs
+rendered ahead). The supervisor itself loads no app: it only enqueues the reconciler every
+RECONCILE_EVERY seconds, and at once when a worker died, so that its claim is resolved.
+RQ's scheduler is not used: when to try again is kept on the outbox rows.
 """
 
 import argparse
 import logging
-import multiprocessing
-import signal
+import os
 import sys
-import threading
-from multiprocessing.connection import wait
-from pathlib import Path
+import time
+from multiprocessing import get_context
 
 from dotenv import load_dotenv
+from redis import Redis, RedisError
 from rq import SimpleWorker
+from rq.worker_pool import WorkerPool
 
 log = logging.getLogger("worker")
-
-# Maintenance the worker runs by default, by dotted path so a missing part only warns.
-MAINTENANCE = ["portal.sending.service.reconcile"]
 
 
 class AppWorker(SimpleWorker):
     """A non-forking worker that runs each job in a fresh app context of one app."""
 
-    def __init__(self, *args, app, **kwargs):
+    def __init__(self, *args, **kwargs):
+        from portal import create_app
+
         super().__init__(*args, **kwargs)
-        self.app = app
+        self.app = create_app()
 
     def execute_job(self, job, queue):
         # A context per job: `g` and the database session start clean, and the session is
@@ -38,92 +42,97 @@ class AppWorker(SimpleWorker):
         with self.app.app_context():
             super().execute_job(job, queue)
 
+    def teardown(self):
+        from portal.sending.service import connections
 
-def _check_fonts(app) -> None:
-    """Refuse to start when the PDF fonts cannot draw Vietnamese (the worker renders PDFs)."""
-    try:
-        from portal.rendering.pdf import self_check
-    except ImportError:
-        return
-    self_check(Path(app.config["PDF_FONT_DIR"]))
+        connections.close()
+        super().teardown()
 
 
-def _register_maintenance() -> None:
-    from portal.runtime import maintenance
-
-    for path in MAINTENANCE:
-        try:
-            maintenance.register(path)
-        except (ImportError, AttributeError):
-            log.warning("maintenance task %s is not available; skipped", path)
+def _run_worker(name: str, queues: list[str], redis_url: str, burst: bool) -> None:
+    """The body of one worker process (after the fork)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s", force=True)
+    connection = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=30)
+    worker = AppWorker(queues, name=name, connection=connection)
+    worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
 
 
-def run_worker(burst: bool, maintain: bool) -> None:
-    """Build the app, push its context, and work the queue until stopped."""
-    from portal import create_app
-    from portal.runtime.queue import get_queue, get_redis
+class Pool(WorkerPool):
+    """RQ's worker pool with our worker, and the reconciler enqueued on a timer."""
 
-    app = create_app()
-    _check_fonts(app)
-    with app.app_context():
-        if maintain and not burst:
-            _register_maintenance()
-            threading.Thread(target=_maintain_forever, args=(app,), daemon=True).start()
-        worker = AppWorker([get_queue()], connection=get_redis(), app=app)
-        worker.work(burst=burst, with_scheduler=True, logging_level="INFO")
+    def __init__(self, *args, redis_url: str, base_queue: str, reconcile_every: float, **kw):
+        super().__init__(*args, **kw)
+        self.redis_url = redis_url
+        self.base_queue = base_queue
+        self.reconcile_every = reconcile_every
+        self._next_reconcile = 0.0
+
+    def get_worker_process(self, name, burst, _sleep=0, logging_level="INFO"):
+        return get_context("fork").Process(
+            target=_run_worker,
+            args=(name, self._queue_names, self.redis_url, burst),
+            name=f"portal worker {name[:8]}",
+        )
+
+    def handle_dead_worker(self, worker_data):
+        super().handle_dead_worker(worker_data)
+        if self.status != self.Status.STOPPED and not self._burst:
+            log.warning("worker %s (pid %s) died; replacing it", worker_data.name[:8],
+                        worker_data.pid)  # fmt: skip
+            self._next_reconcile = 0.0  # resolve what it held, now
+
+    def check_workers(self, respawn: bool = True) -> None:
+        super().check_workers(respawn)
+        if self._burst or self.status == self.Status.STOPPED:
+            return
+        if time.monotonic() >= self._next_reconcile:
+            from portal.outbox.schedule import schedule_reconcile
+
+            try:
+                schedule_reconcile(self.connection, f"{self.base_queue}-high")
+            except RedisError as error:
+                log.warning("cannot reach Redis to schedule the reconciler: %s", error)
+            self._next_reconcile = time.monotonic() + self.reconcile_every
 
 
-def _maintain_forever(app) -> None:
-    from portal.runtime import maintenance
+def _check_fonts() -> None:
+    """Refuse to start when the PDF fonts cannot draw Vietnamese (workers render PDFs)."""
+    from portal.config import ROOT
+    from portal.rendering.pdf import self_check
 
-    pause = threading.Event()
-    while not pause.wait(app.config.get("RECONCILE_EVERY", 60)):
-        # Its own app context: this thread must not share the job's database session.
-        with app.app_context():
-            for name, result in maintenance.run_all().items():
-                if isinstance(result, dict) and any(result.values()):
-                    log.info("%s: %s", name, result)
+    self_check(ROOT / "static" / "fonts")
 
 
 def main(argv: list[str] | None = None) -> int:
     load_dotenv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--burst", action="store_true", help="stop when the queue is empty")
+    parser.add_argument("--burst", action="store_true", help="stop when the queues are empty")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    if args.workers <= 1:
-        run_worker(args.burst, maintain=True)
-        return 0
-    # The parent only supervises: each child builds its own app after the fork, so nothing
-    # (database engine, Redis pool) is shared across processes.
-    processes = [
-        multiprocessing.Process(target=run_worker, args=(args.burst, index == 0))
-        for index in range(args.workers)
-    ]
-    for process in processes:
-        process.start()
-
-    def stop(_signum, _frame):
-        # SIGTERM asks RQ for a warm shutdown: the job in hand finishes first. RQ ignores a
-        # second signal within a second, so Ctrl-C reaching both parent and child is fine.
-        for process in processes:
-            if process.is_alive():
-                process.terminate()
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, stop)
-    running = list(processes)
-    while running:
-        for sentinel in wait([p.sentinel for p in running]):
-            ended = next(p for p in running if p.sentinel == sentinel)
-            running.remove(ended)
-            if ended.exitcode:
-                # One worker failed (fonts, Redis gone): stop the rest so a supervisor sees it.
-                log.error("worker process %s exited with %s", ended.pid, ended.exitcode)
-                stop(None, None)
-    return max((abs(p.exitcode or 0) for p in processes), default=0)
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        log.error("REDIS_URL is not set")
+        return 2
+    # The font check imports the PDF stack: do it in a child, so the supervisor stays small.
+    check = get_context("fork").Process(target=_check_fonts)
+    check.start()
+    check.join()
+    if check.exitcode:
+        log.error("the PDF fonts fail their self-check; not starting")
+        return 1
+    base = os.environ.get("RQ_QUEUE", "portal")
+    pool = Pool(
+        # The order of portal.runtime.queue.PRIORITIES: high, default, low.
+        [f"{base}-high", base, f"{base}-low"],
+        connection=Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=5),
+        num_workers=args.workers,
+        redis_url=redis_url,
+        base_queue=base,
+        reconcile_every=float(os.environ.get("RECONCILE_EVERY", "5")),
+    )
+    pool.start(burst=args.burst)
+    return 0
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(Path(app.instance_path))
 
-    from portal import database, i18n, security, web
+    from portal import database, i18n, security, statuses, web
     from portal.api import views as api
     from portal.auth import views as auth
     from portal.buyer import views as buyer
@@ -31,6 +31,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     from portal.importing import views as importing
     from portal.invoices import views as invoices
     from portal.mailbox import views as mailbox
+    from portal.outbox import cli as outbox
+    from portal.runtime import cli as runtime
     from portal.sending import views as sending
     from portal.settings import views as settings
 
@@ -47,14 +49,17 @@ def create_app(test_config: dict | None = None) -> Flask:
     htmx.init_app(app)
     i18n.init_app(app)
     security.init_app(app)
+    statuses.init_app(app)
     web.init_app(app)
     auth.init_app(app)
     app.register_blueprint(invoices.bp)
     app.register_blueprint(importing.bp)
     api.init_app(app)
-    app.register_blueprint(sending.bp)
+    sending.init_app(app)
     app.register_blueprint(buyer.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(mailbox.bp)
     demo.init_app(app)
+    outbox.init_app(app)
+    runtime.init_app(app)
     return app

@@ -63,15 +63,27 @@ class Config:
             "RATELIMIT_STORAGE_URI", self.REDIS_URL or "memory://"
         )
         self.RATELIMIT_HEADERS_ENABLED = True
+        # Redis down must not take the buyer's pages down with it: count in memory meanwhile.
+        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+        self.RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
         # Buyer links stop working this many days after sending; 0 = never.
         self.BUYER_LINK_DAYS = int(os.environ.get("BUYER_LINK_DAYS", "0"))
         self.SEND_RETRY_INTERVALS = os.environ.get("SEND_RETRY_INTERVALS", "30,120,600")
         self.SMTP_TIMEOUT = float(os.environ.get("SMTP_TIMEOUT", "30"))
-        # The reconciler re-enqueues deliveries queued this long without a job in Redis,
-        # and marks ones left "sending" this long (a dead worker) as unknown.
-        self.QUEUED_STALE_AFTER = int(os.environ.get("QUEUED_STALE_AFTER", "60"))
-        self.SENDING_STALE_AFTER = int(os.environ.get("SENDING_STALE_AFTER", "600"))
-        self.RECONCILE_EVERY = int(os.environ.get("RECONCILE_EVERY", "60"))
+        # A worker's kept SMTP connection is closed after this many idle seconds.
+        self.SMTP_IDLE_TIMEOUT = float(os.environ.get("SMTP_IDLE_TIMEOUT", "30"))
+        # The outbox (portal/outbox): a claim a worker holds longer than OUTBOX_LEASE is
+        # given up; the reconciler runs every RECONCILE_EVERY seconds and re-enqueues items
+        # queued longer than QUEUED_STALE_AFTER whose job Redis no longer holds.
+        self.OUTBOX_LEASE = int(os.environ.get("OUTBOX_LEASE", "300"))
+        self.RECONCILE_EVERY = float(os.environ.get("RECONCILE_EVERY", "5"))
+        self.QUEUED_STALE_AFTER = int(os.environ.get("QUEUED_STALE_AFTER", "15"))
+        # How long a worker keeps trying to record an outcome while the database is locked.
+        self.OUTBOX_FINISH_PATIENCE = float(os.environ.get("OUTBOX_FINISH_PATIENCE", "120"))
+        # How long a SQLite writer waits for another's write lock before giving up.
+        self.SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "15000"))
+        # The sender code (MNGui) that starts every message id (MTDiep) sent to the T-VAN.
+        self.TVAN_SENDER_CODE = os.environ.get("TVAN_SENDER_CODE", "V0000000000")
         self.PDF_FONT_DIR = str(ROOT / "static" / "fonts")
         self.TRUST_PROXY = _bool("TRUST_PROXY")
         self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))

@@ -1,14 +1,38 @@
-"""Bind SQLAlchemy and make SQLite behave under a web server and workers at once."""
+"""Bind SQLAlchemy, make SQLite behave under a web server and workers at once, and `write()`.
+
+Every change to the database goes through `write()`, the one unit of work: it begins the
+transaction as a write (BEGIN IMMEDIATE on SQLite), commits when the block ends, refuses to
+start while the session holds work that nobody committed, and runs the callbacks registered
+with `after_commit()` (enqueueing a job is one) once the commit succeeded.
+"""
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from portal.extensions import db
 
-# Write transactions on SQLite start with BEGIN IMMEDIATE: a plain BEGIN that reads then
-# writes fails with "database is locked" under concurrent writers (PITFALLS.md).
+log = logging.getLogger(__name__)
+
+# Write transactions on SQLite start with BEGIN IMMEDIATE: a transaction that reads first
+# and writes later fails with "database is locked" at once when another connection
+# committed in between, whatever the busy timeout (docs/decisions.md, "Database").
 IMMEDIATE = {"sqlite_immediate": True}
+
+
+class PendingWorkError(RuntimeError):
+    """A unit of work was started while the session held changes nobody committed."""
+
+
+@dataclass
+class UnitOfWork:
+    callbacks: list[Callable[[], object]] = field(default_factory=list)
 
 
 def init_app(app: Flask) -> None:
@@ -16,17 +40,17 @@ def init_app(app: Flask) -> None:
     with app.app_context():
         engine = db.engine
         if engine.dialect.name == "sqlite":
-            _configure_sqlite(engine)
+            _configure_sqlite(engine, int(app.config.get("SQLITE_BUSY_TIMEOUT_MS", 15000)))
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection, _record):
         # Let SQLAlchemy's "begin" event emit BEGIN itself, so it can choose IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -37,10 +61,75 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def begin_write() -> None:
-    """Start the session's transaction as a write transaction (IMMEDIATE on SQLite)."""
-    if db.session().in_transaction():
-        # A read transaction (loading the user, say) may already be open; end it so the
-        # write transaction takes its lock up front.
-        db.session.commit()
-    db.session.connection(execution_options=IMMEDIATE)
+# A flush sends changes to the database without committing them: remember that it happened,
+# so that write() can refuse to commit flushed work it did not start.
+@event.listens_for(Session, "after_flush")
+def _flushed(session, _context):
+    session.info["flushed"] = True
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _ended(session):
+    session.info.pop("flushed", None)
+
+
+def _pending(session: Session) -> list[str]:
+    found = [f"new {type(o).__name__}" for o in session.new]
+    found += [f"changed {type(o).__name__}" for o in session.dirty if session.is_modified(o)]
+    found += [f"deleted {type(o).__name__}" for o in session.deleted]
+    if session.info.get("flushed"):
+        found.append("flushed, uncommitted changes")
+    return found
+
+
+@contextmanager
+def write() -> Iterator[UnitOfWork]:
+    """Run the block as one write transaction; commit at its end, then run after-commit callbacks.
+
+    A `write()` inside another joins it: the outer one commits. Entering refuses (raises
+    PendingWorkError) when the session holds changes made outside any unit of work, rather
+    than quietly committing them with this one.
+    """
+    session = db.session()
+    current = session.info.get("unit_of_work")
+    if current is not None:
+        yield current
+        return
+    pending = _pending(session)
+    if pending:
+        raise PendingWorkError("uncommitted work left in the session: " + ", ".join(pending))
+    if session.in_transaction():
+        # A read transaction (loading the user, say) may be open; end it so that the write
+        # transaction takes its lock up front. Nothing is pending, so nothing is lost.
+        session.rollback()
+    unit = session.info["unit_of_work"] = UnitOfWork()
+    try:
+        session.connection(execution_options=IMMEDIATE)
+        yield unit
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.info.pop("unit_of_work", None)
+    for callback in unit.callbacks:
+        try:
+            callback()
+        except Exception:
+            # The rows are committed; what the callback does (enqueue a job) the reconciler
+            # does later too.
+            log.exception("after-commit callback %r failed", callback)
+
+
+def after_commit(callback: Callable[[], object]) -> None:
+    """Run callback once the current unit of work has committed (never if it rolls back)."""
+    unit = db.session().info.get("unit_of_work")
+    if unit is None:
+        raise RuntimeError("after_commit() outside write()")
+    unit.callbacks.append(callback)
+
+
+def in_unit_of_work() -> bool:
+    """Whether a write() is open on this session."""
+    return db.session().info.get("unit_of_work") is not None

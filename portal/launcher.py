@@ -1,9 +1,11 @@
-"""`make run`: set up and start the whole system on embedded defaults.
+"""`make run`: set up and start the whole system on embedded defaults, and keep it running.
 
-Migrates the database, loads demo data on first start, checks the PDF fonts, then starts
-the embedded Redis (unless REDIS_URL is set), the local mail catcher (unless MAIL_SERVER is
-set), the RQ workers and gunicorn. Ctrl-C (or SIGTERM) stops everything it started; when
-one of them dies, the launcher stops the rest and exits non-zero.
+Starts the embedded Redis (unless REDIS_URL is set) and the local mail catcher (unless
+MAIL_SERVER is set), runs `flask setup` (migrate, check fonts, load demo data once, point
+the mail settings at the catcher), then starts the worker pool and gunicorn. When one of
+them dies, it is started again (after 1 s, doubling up to 30 s while it keeps dying); the
+rest go on, so buyer pages keep working while Redis restarts. Ctrl-C (or SIGTERM) stops
+everything it started, in order. The launcher loads no app itself: it only supervises.
 """
 
 import fcntl
@@ -12,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -19,54 +23,46 @@ from dotenv import load_dotenv
 from portal.config import INSTANCE, ROOT, load_secret_key
 from portal.runtime import redis_server
 
+# A child that ran this long before dying is restarted at once; one that keeps dying waits.
+HEALTHY_AFTER = 60.0
+MAX_BACKOFF = 30.0
+
 
 class StartupError(Exception):
     """Something the system needs is missing or broken; the message says what."""
 
 
 def _interrupt(_signum, _frame):
-    # SIGTERM (systemd, docker, a test) takes the same path as Ctrl-C.
+    # SIGTERM (systemd, a test) takes the same path as Ctrl-C.
     raise KeyboardInterrupt
 
 
-def prepare(app) -> None:
-    """Migrate, check fonts, load demo data once, and point mail settings at the catcher."""
-    from flask_migrate import upgrade
+@dataclass
+class Child:
+    """One supervised process and how to start it again."""
 
-    from portal.extensions import db
+    name: str
+    start: Callable[[], subprocess.Popen]
+    process: subprocess.Popen | None = None
+    started_at: float = 0.0
+    backoff: float = 1.0
+    restart_at: float | None = None
 
-    with app.app_context():
-        upgrade(directory=str(ROOT / "migrations"))
-        try:
-            from portal.rendering.pdf import self_check
-        except ImportError:
-            print("warning: no PDF font self-check available; skipped", flush=True)
-        else:
-            try:
-                self_check(Path(app.config["PDF_FONT_DIR"]))
-            except Exception as error:
-                raise StartupError(f"the PDF fonts fail their self-check: {error}") from error
-        if "demo" in app.cli.commands:
-            result = app.test_cli_runner().invoke(args=["demo", "seed", "--if-empty"])
-            if result.output.strip():
-                print(result.output.strip(), flush=True)
-            if result.exit_code != 0:
-                raise StartupError(f"loading the demo data failed: {result.exception!r}")
-        else:
-            print("warning: no `flask demo seed` command yet; starting without demo data")
-        try:
-            from portal.sending.service import ensure_mail_settings
-        except ImportError:
-            pass
-        else:
-            ensure_mail_settings()
-        db.session.remove()
-        db.engine.dispose()
+    def launch(self) -> None:
+        self.process = self.start()
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+
+def _spawn(args: list[str], env: dict) -> subprocess.Popen:
+    # Children run in sessions of their own so that Ctrl-C reaches only this process, which
+    # then stops them in order: web, workers, mail catcher, and Redis last.
+    return subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True)
 
 
 def _lock(instance: Path):
     """Hold instance/launcher.lock: two launchers on one instance would share Redis's files."""
-    handle = open(instance / "launcher.lock", "w")  # held until main returns
+    handle = open(instance / "launcher.lock", "w")  # noqa: SIM115  (held until main returns)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -74,11 +70,17 @@ def _lock(instance: Path):
     return handle
 
 
-def _spawn(children, name: str, args: list[str], env: dict) -> None:
-    # Children run in sessions of their own so that Ctrl-C reaches only this process, which
-    # then stops them in order: web, workers, mail catcher, and Redis last.
-    process = subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True)
-    children.append((name, process))
+def _setup(env: dict) -> None:
+    """Migrate, check fonts, load demo data once: `flask setup`, in a process of its own."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "setup"], env=env, cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    output = result.stdout.strip()
+    if result.returncode != 0:
+        raise StartupError(f"setting up failed:\n{output}")
+    if output:
+        print(output, flush=True)
 
 
 def main() -> int:
@@ -90,36 +92,42 @@ def main() -> int:
     port = int(os.environ.get("PORT", "8000"))
     env = dict(os.environ, PORTAL_INSTANCE=str(instance), SECRET_KEY=load_secret_key(instance))
     env.setdefault("PORTAL_BASE_URL", f"http://{host}:{port}")
-    children: list[tuple[str, subprocess.Popen]] = []
-    redis = lock = None
+    children: list[Child] = []
+    lock = None
     try:
         lock = _lock(instance)
         if not redis_server.port_is_free(port, host):
             raise StartupError(f"port {port} is in use: set PORT to a free one")
         if not env.get("REDIS_URL"):
-            redis = redis_server.start(instance / "redis", int(env.get("REDIS_PORT", "6390")))
-            env["REDIS_URL"] = redis.url
-            print(f"Embedded Redis at {redis.url} (data in {instance / 'redis'})", flush=True)
+            redis_port = int(env.get("REDIS_PORT", "6390"))
+            if not redis_server.port_is_free(redis_port):
+                redis_port = redis_server.free_port()
+            folder = instance / "redis"
+            redis = Child("redis", lambda: redis_server.start(folder, redis_port).process)
+            redis.launch()
+            children.append(redis)
+            env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+            print(f"Embedded Redis at {env['REDIS_URL']} (data in {folder})", flush=True)
         if not env.get("MAIL_SERVER"):
             mail_port = int(env.get("MAIL_PORT", "1025"))
             if not redis_server.port_is_free(mail_port):
                 mail_port = redis_server.free_port()
             env.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=str(mail_port),
                        MAIL_CATCHER_DIR=str(instance / "mail"))  # fmt: skip
-            _spawn(children, "mail catcher", [sys.executable, "-m", "portal.runtime.mailcatcher",
-                   str(instance / "mail"), "--port", str(mail_port)], env)  # fmt: skip
-        os.environ.update(env)
-        from portal import create_app
-
-        prepare(create_app())
-        _spawn(children, "worker", [sys.executable, str(ROOT / "worker.py"),
-               "--workers", env.get("WORKERS", "2")], env)  # fmt: skip
-        _spawn(children, "web", [sys.executable, "-m", "gunicorn", "app:app",
-               "--workers", env.get("WEB_WORKERS", "2"), "--threads", "4",
-               "--bind", f"{host}:{port}", "--access-logfile", "-"], env)  # fmt: skip
+            catcher = [sys.executable, "-m", "portal.runtime.mailcatcher", str(instance / "mail"),
+                       "--port", str(mail_port)]  # fmt: skip
+            children.append(Child("mail catcher", lambda: _spawn(catcher, env)))
+            children[-1].launch()
+        _setup(env)
+        worker = [sys.executable, str(ROOT / "worker.py"), "--workers", env.get("WORKERS", "2")]
+        web = [sys.executable, "-m", "gunicorn", "app:app", "--workers",
+               env.get("WEB_WORKERS", "2"), "--threads", "4", "--bind", f"{host}:{port}",
+               "--access-logfile", "-"]  # fmt: skip
+        for name, args in (("worker", worker), ("web", web)):
+            children.append(Child(name, lambda args=args: _spawn(args, env)))
+            children[-1].launch()
         print(
             f"\nhoadon-portal is running at http://{host}:{port}\n"
-            "Demo logins: admin / admin (admin), ketoan / ketoan (sender)\n"
             + (
                 f"Emails it sends: http://{host}:{port}/mailbox (as admin)\n"
                 if env.get("MAIL_CATCHER_DIR")
@@ -128,7 +136,8 @@ def main() -> int:
             + "Stop with Ctrl-C.\n",
             flush=True,
         )
-        return _watch(children)
+        _watch(children)
+        return 0
     except KeyboardInterrupt:
         return 0
     except StartupError as error:
@@ -139,29 +148,47 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop(children)
-        if redis is not None:
-            redis.stop()
         if lock is not None:
             lock.close()
 
 
-def _watch(children) -> int:
-    """Wait for Ctrl-C; return 1 as soon as any child has died."""
+def _watch(children: list[Child]) -> None:
+    """Restart any child that died, until Ctrl-C."""
     while True:
-        for name, process in children:
-            if process.poll() is not None:
-                print(
-                    f"{name} stopped (exit {process.returncode}); stopping everything.",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                return 1
-        time.sleep(0.5)
+        now = time.monotonic()
+        for child in children:
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    try:
+                        child.launch()
+                    except Exception as error:  # Redis that cannot start yet, say
+                        print(f"{child.name} did not start: {error}", file=sys.stderr, flush=True)
+                        child.restart_at = now + child.backoff
+                        child.backoff = min(child.backoff * 2, MAX_BACKOFF)
+                    else:
+                        print(f"{child.name} started again", flush=True)
+                continue
+            code = child.process.poll()
+            if code is None:
+                continue
+            # Its own children (gunicorn's workers, the worker processes) are asked to stop:
+            # a worker finishes the email in hand while the new ones start.
+            _signal_group(child.process.pid, signal.SIGTERM)
+            if now - child.started_at > HEALTHY_AFTER:
+                child.backoff = 1.0
+            print(f"{child.name} stopped (exit {code}); starting it again in {child.backoff:.0f} s",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            child.restart_at = now + child.backoff
+            child.backoff = min(child.backoff * 2, MAX_BACKOFF)
+        time.sleep(0.2)
 
 
-def _stop(children) -> None:
-    """Stop children newest first, each before the next: web, workers, then the mail catcher."""
-    for name, process in reversed(children):
+def _stop(children: list[Child]) -> None:
+    """Stop children newest first, each before the next: web, workers, catcher, then Redis."""
+    for child in reversed(children):
+        process = child.process
+        if process is None:
+            continue
         # Each child leads its own process group, which holds its children too (gunicorn's
         # workers, the worker processes): signal the group, so none is left behind even when
         # the leader has already died.
@@ -170,7 +197,7 @@ def _stop(children) -> None:
             # Workers finish the email in hand (SMTP_TIMEOUT bounds it) before they exit.
             process.wait(30)
         except subprocess.TimeoutExpired:
-            print(f"{name} did not stop in time; killing it", file=sys.stderr, flush=True)
+            print(f"{child.name} did not stop in time; killing it", file=sys.stderr, flush=True)
             _signal_group(process.pid, signal.SIGKILL)
             process.wait()
         deadline = time.monotonic() + 10

@@ -18,12 +18,13 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
+from portal.statuses import ACTIVE, OutboxStatus, SendStatus, TaxStatus
 from portal.types import Money, UTCDateTime, utcnow
 
 ROLES = ("admin", "sender", "viewer")
 INVOICE_STATES = ("issued", "replaced", "adjusted", "cancelled")
-SEND_STATUSES = ("not_sent", "queued", "sending", "sent", "failed", "unknown")
-TAX_STATUSES = ("tax_not_sent", "tax_pending", "tax_accepted", "tax_rejected", "tax_failed")
+# SQL for "an outbox item is still in flight", for partial indexes.
+ACTIVE_SQL = "status IN ({})".format(", ".join(f"'{s}'" for s in sorted(ACTIVE)))
 
 
 class User(UserMixin, db.Model):
@@ -146,11 +147,13 @@ class Invoice(db.Model):
     # Accent-free lower-case number, buyer, tax code and email for search (PITFALLS.md).
     search_text: Mapped[str] = mapped_column(Text, default="")
 
-    send_status: Mapped[str] = mapped_column(String(16), default="not_sent")
+    # A projection of the deliveries, receipt events and tax submissions, written only by
+    # portal.invoices.projection.refresh() in the unit of work that changed them.
+    send_status: Mapped[str] = mapped_column(String(16), default=SendStatus.NOT_SENT)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     received_kind: Mapped[str] = mapped_column(String(32), default="")
-    tax_status: Mapped[str] = mapped_column(String(16), default="tax_not_sent")
+    tax_status: Mapped[str] = mapped_column(String(16), default=TaxStatus.NOT_SENT)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     lines: Mapped[list[InvoiceLine]] = relationship(
@@ -233,8 +236,29 @@ class ApiToken(db.Model):
     revoked: Mapped[bool] = mapped_column(default=False)
 
 
-DELIVERY_STATUSES = ("queued", "sending", "sent", "failed", "unknown")
-ACTIVE_DELIVERY = ("queued", "sending")
+class OutboxItem:
+    """The columns of an item the portal owes the outside world (portal/outbox)."""
+
+    status: Mapped[str] = mapped_column(String(10), default=OutboxStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    # When a worker may take it next: now for a new item, later after a temporary failure.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # host:pid:start-time of the worker process that holds the claim.
+    claimed_by: Mapped[str] = mapped_column(String(120), default="")
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set in the claim's attempt just before the data goes out: past it, "no answer" is unknown.
+    data_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Why the last attempt did not succeed ("" when it did), and the other side's last answer
+    # (or, for our own faults, what went wrong).
+    error_kind: Mapped[str] = mapped_column(String(32), default="")
+    reply_code: Mapped[int | None] = mapped_column(nullable=True)
+    reply_message: Mapped[str] = mapped_column(Text, default="")
+
+    @property
+    def outbox_status(self) -> OutboxStatus:
+        return OutboxStatus(self.status)
 
 
 class MailSettings(db.Model):
@@ -266,40 +290,32 @@ class EmailTemplate(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Delivery(db.Model):
+class Delivery(OutboxItem, db.Model):
     """One request to send an invoice to its buyer, and what came of it."""
 
     __table_args__ = (
-        # At most one delivery of an invoice is queued or sending at a time: a double
-        # click or a second tab finds the first one instead of sending twice.
+        # At most one delivery of an invoice is in flight at a time: a double click or a
+        # second tab finds the first one instead of sending twice.
         Index(
             "uq_delivery_active_invoice",
             "invoice_id",
             unique=True,
-            sqlite_where=db.text("status IN ('queued', 'sending')"),
-            postgresql_where=db.text("status IN ('queued', 'sending')"),
+            sqlite_where=db.text(ACTIVE_SQL),
+            postgresql_where=db.text(ACTIVE_SQL),
         ),
-        Index("ix_delivery_status_queued", "status", "queued_at"),
+        Index("ix_delivery_status_next", "status", "next_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)
     method: Mapped[str] = mapped_column(String(10), default="email")  # email|link
-    status: Mapped[str] = mapped_column(String(10), default="queued")
     recipient_name: Mapped[str] = mapped_column(String(200), default="")
     to_addresses: Mapped[str] = mapped_column(Text, default="")
     cc_addresses: Mapped[str] = mapped_column(Text, default="")
     bcc_addresses: Mapped[str] = mapped_column(Text, default="")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    attempts: Mapped[int] = mapped_column(default=0)
     message_id: Mapped[str] = mapped_column(String(300), default="")
-    smtp_code: Mapped[int | None] = mapped_column(nullable=True)
-    smtp_message: Mapped[str] = mapped_column(Text, default="")
-    error_kind: Mapped[str] = mapped_column(String(32), default="")
     # The buyer's personal link: only a hash of its token is kept.
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -315,6 +331,14 @@ class Delivery(db.Model):
     def recipients(self) -> list[str]:
         return [a for a in self.to_addresses.split(";") if a]
 
+    @property
+    def link_may_be_out(self) -> bool:
+        """Whether this delivery's buyer link can be in someone's hands (so can be turned off)."""
+        return self.token_hash is not None and self.status in (
+            OutboxStatus.SENT,
+            OutboxStatus.UNKNOWN,
+        )
+
 
 class DeliveryAttempt(db.Model):
     """One try at handing a delivery to the mail server, with the server's answer."""
@@ -325,11 +349,40 @@ class DeliveryAttempt(db.Model):
     )
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    outcome: Mapped[str] = mapped_column(String(16), default="")  # sent|temporary|permanent|unknown
+    # What the attempt led to: the delivery's status after it (sent, retrying, failed, unknown).
+    outcome: Mapped[str] = mapped_column(String(16), default="")
+    error_kind: Mapped[str] = mapped_column(String(32), default="")
     smtp_code: Mapped[int | None] = mapped_column(nullable=True)
     smtp_message: Mapped[str] = mapped_column(Text, default="")
+    data_sent: Mapped[bool] = mapped_column(default=False)
 
     delivery: Mapped[Delivery] = relationship(back_populates="attempt_log")
+
+
+class TaxSubmission(OutboxItem, db.Model):
+    """The transfer of one invoice's data to the tax authority, written with its send.
+
+    The message id (MTDiep) is chosen and stored before anything is sent, so that after a
+    crash the provider can be asked about it (docs/domain.md, "Talking to a T-VAN").
+    """
+
+    __table_args__ = (
+        Index(
+            "uq_tax_submission_active_invoice",
+            "invoice_id",
+            unique=True,
+            sqlite_where=db.text(ACTIVE_SQL),
+            postgresql_where=db.text(ACTIVE_SQL),
+        ),
+        Index("ix_tax_submission_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"), nullable=True)
+    message_code: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ReceiptEvent(db.Model):

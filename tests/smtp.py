@@ -28,6 +28,28 @@ class ScriptedHandler:
     data_replies: list[str] = field(default_factory=list)
     refuse_rcpt: dict[str, str] = field(default_factory=dict)
     data_delay: float = 0.0
+    sessions: int = 0  # EHLO/HELO greetings: one per connection a client opened
+    mail_delay: float = 0.0  # seconds before answering MAIL FROM (nothing sent yet)
+    on_data: object = None  # called (in the server's thread) when message data arrived
+    mail_waiting: bool = False  # a client waits for the answer to MAIL FROM
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        self.sessions += 1
+        session.host_name = hostname
+        return f"250 {server.hostname}"
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mail_delay:
+            self.mail_waiting = True
+            await asyncio.sleep(self.mail_delay)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.refuse_rcpt:
@@ -36,6 +58,8 @@ class ScriptedHandler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.on_data is not None:
+            self.on_data()
         if self.data_delay:
             # The server has the message but is slow to say so: the client may give up
             # (or die) without knowing the message went through.

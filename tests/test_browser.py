@@ -100,12 +100,23 @@ def test_send_dialog_from_the_list(app, users, live_server, page, redis_url, smt
         db.session.add(MailSettings(host="127.0.0.1", port=smtp_server.port, security="none",
                                     sender_name="Ánh Dương", sender_email="hoadon@anhduong.vn"))  # fmt: skip
         db.session.commit()
+        other_id = make_invoice(issued_on=today_in_vietnam(app), buyer_name="Công ty Bình Minh",
+                                buyer_email="ketoan@binhminh.vn").id  # fmt: skip
         invoice = make_invoice(issued_on=today_in_vietnam(app), buyer_name="Công ty Nguyễn Hoàng",
                                buyer_person="Nguyễn Văn An", buyer_email="an@nguyenhoang.vn")  # fmt: skip
         invoice_id = invoice.id
     browser_login(page, live_server, "sender")
-    page.goto(live_server.url + "/")
+    page.goto(live_server.url + "/?tab=not_sent")
     page.evaluate("window.__sameDocument = true")
+    page.locator("a[data-tab=not_sent] .count", has_text="2").wait_for()
+
+    # Open the dialog on one row and cancel: the next row's dialog opens as well.
+    page.click(f"#invoice-{other_id} .actions a")
+    dialog = page.locator("dialog#send-dialog")
+    dialog.wait_for()
+    assert dialog.locator("[name=to]").input_value() == "ketoan@binhminh.vn"
+    dialog.get_by_role("button", name="Hủy").click()
+    dialog.wait_for(state="detached")
     page.click(f"#invoice-{invoice_id} .actions a")
     dialog = page.locator("dialog#send-dialog")
     dialog.wait_for()
@@ -126,22 +137,35 @@ def test_send_dialog_from_the_list(app, users, live_server, page, redis_url, smt
     dialog.locator("[name=to]").fill("an@nguyenhoang.vn; ketoan@nguyenhoang.vn")
     page.get_by_text("“sai-dia-chi”").wait_for(state="detached")
 
+    # The preview shows what was typed, and again after an edit, CC and BCC included.
     dialog.get_by_role("button", name="Xem trước email").click()
-    page.locator(".email-preview").get_by_text("ketoan@nguyenhoang.vn").wait_for()
-    assert ".pdf (" in page.locator(".email-preview").inner_text()
+    preview = page.locator(".email-preview")
+    preview.get_by_text("ketoan@nguyenhoang.vn").wait_for()
+    assert ".pdf (" in preview.inner_text()
+    dialog.locator("[name=cc]").fill("giamdoc@nguyenhoang.vn")
+    dialog.locator("[name=bcc]").fill("luu@anhduong.vn")
+    page.wait_for_load_state("networkidle")
+    dialog.get_by_role("button", name="Xem trước email").click()
+    page.locator(".email-preview").get_by_text("giamdoc@nguyenhoang.vn").wait_for()
+    assert "luu@anhduong.vn" in page.locator(".email-preview").inner_text()
 
     dialog.get_by_role("button", name="Gửi", exact=True).click()
     status = page.locator(f"#send-status-{invoice_id}")
     status.get_by_text("Đang gửi").wait_for()
     page.locator("dialog#send-dialog").wait_for(state="detached")
-    # The table reloads with the same filters: the tab counts follow the send.
-    page.locator("a[data-tab=not_sent] .count", has_text="0").wait_for()
 
     with app.app_context():
         SimpleWorker([get_queue()], connection=get_redis()).work(burst=True)
-    status.get_by_text("Đã gửi HĐ cho KH").wait_for(timeout=10000)  # the row polls itself
+    # The page's poller follows the send: the row stays in this tab showing how it ended,
+    # its button becomes "send again", and the tab counts follow.
+    status.get_by_text("Đã gửi HĐ cho KH").wait_for(timeout=10000)
+    page.locator(f"#actions-{invoice_id}", has_text="Gửi lại").wait_for()
+    page.locator("a[data-tab=sent] .count", has_text="1").wait_for()
+    page.locator("a[data-tab=not_sent] .count", has_text="1").wait_for()
     assert page.evaluate("window.__sameDocument") is True
     assert sorted(smtp_server.messages[0].rcpt_tos) == [
         "an@nguyenhoang.vn",
+        "giamdoc@nguyenhoang.vn",
         "ketoan@nguyenhoang.vn",
+        "luu@anhduong.vn",
     ]

@@ -15,3 +15,87 @@ def test_migrations_apply_on_postgresql(postgres_app):
     with postgres_app.app_context():
         tables = set(db.inspect(db.engine).get_table_names())
     assert {"invoice", "invoice_line", "vat_summary", "user", "seller"} <= tables
+
+
+def test_write_commits_at_the_end_and_runs_callbacks_after_the_commit(app):
+    from portal.database import after_commit, write
+    from portal.models import Customer
+
+    seen = []
+    with app.app_context():
+        with write():
+            db.session.add(Customer(name="Công ty A"))
+            after_commit(lambda: seen.append(db.session.query(Customer).count()))
+            assert seen == []
+        assert seen == [1]  # the callback ran after the commit, and saw the row
+
+
+def test_write_rolls_back_and_drops_callbacks_when_the_block_fails(app):
+    from portal.database import after_commit, write
+    from portal.models import Customer
+
+    seen = []
+    with app.app_context():
+        with pytest.raises(ValueError), write():
+            db.session.add(Customer(name="Công ty A"))
+            after_commit(lambda: seen.append("ran"))
+            raise ValueError("refused")
+        assert seen == [] and db.session.query(Customer).count() == 0
+
+
+def test_write_refuses_work_a_caller_left_pending(app):
+    from portal.database import PendingWorkError, write
+    from portal.models import Customer
+
+    with app.app_context():
+        db.session.add(Customer(name="left behind"))
+        with pytest.raises(PendingWorkError, match="new Customer"), write():
+            pass
+        db.session.rollback()
+        db.session.add(Customer(name="flushed, not committed"))
+        db.session.flush()
+        with pytest.raises(PendingWorkError, match="flushed"), write():
+            pass
+        db.session.rollback()
+        assert db.session.query(Customer).count() == 0
+
+
+def test_a_nested_write_joins_the_outer_one(app):
+    from portal.database import write
+    from portal.models import Customer
+
+    with app.app_context():
+        with pytest.raises(RuntimeError), write():
+            with write():
+                db.session.add(Customer(name="inner"))
+            raise RuntimeError("the outer one fails")
+        assert db.session.query(Customer).count() == 0  # the inner one did not commit alone
+
+
+def test_write_takes_the_sqlite_write_lock_up_front(app):
+    """Another connection cannot write while a unit of work is open, even before it writes."""
+    import sqlite3
+
+    from portal.database import write
+
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    with app.app_context(), write():
+        other = sqlite3.connect(path, timeout=0.1)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("INSERT INTO customer (code, name, tax_code, address, email, phone, "
+                          "contact_name) VALUES ('', 'x', '', '', '', '', '')")  # fmt: skip
+        other.close()
+
+
+def test_a_pdf_is_never_rendered_inside_a_unit_of_work(app):
+    from portal.database import write
+    from portal.rendering.service import invoice_pdf
+    from tests.factories import make_invoice
+
+    with app.app_context():
+        invoice = make_invoice()
+        with pytest.raises(RuntimeError, match="inside a unit of work"), write():
+            invoice_pdf(invoice)
+        data = invoice_pdf(invoice)  # outside: rendered and kept in a short write of its own
+        with write():
+            assert invoice_pdf(invoice) == data  # a kept copy is a plain read

@@ -12,6 +12,7 @@ import redis
 
 from portal.runtime import redis_server
 from tests.conftest import ROOT, free_port
+from tests.helpers import wait_for
 
 
 def children_of(pid: int, depth: int = 99) -> set[int]:
@@ -96,7 +97,10 @@ def stop(launcher) -> str:
 
 
 def cmdline(pid: int) -> str:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:  # it ended meanwhile
+        return ""
 
 
 def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
@@ -124,7 +128,7 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     assert [pid for pid in started if alive(pid)] == []
 
     # A second start reuses instance/ (the key, the database, Redis's files). When a child
-    # dies, here the worker supervisor with its two workers, the launcher stops the rest.
+    # dies, the launcher starts it again and the rest go on.
     launcher = start_launcher(instance, port, workers="2")
     try:
         assert (instance / "secret_key").read_text() == secret
@@ -132,10 +136,25 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
         workers = {pid for pid in started if "worker.py" in cmdline(pid)}
         assert len(workers) == 3  # the supervisor and its two worker processes
         (supervisor,) = workers & children_of(launcher.pid, depth=1)
+        (redis_pid,) = {p for p in started if "redis-server" in cmdline(p)}
         os.kill(supervisor, signal.SIGKILL)
-        launcher.wait(60)
+        os.kill(redis_pid, signal.SIGKILL)
+        # The buyer's and the seller's pages answer while Redis is gone or coming back.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as answer:
+            assert answer.status == 200
+        wait_for(lambda: {"worker.py", "redis-server"} <= {
+            part for pid in children_of(launcher.pid, depth=1)
+            for part in ("worker.py", "redis-server") if part in cmdline(pid)
+            if pid not in (supervisor, redis_pid)
+        }, timeout=30)  # fmt: skip
+        wait_for(
+            lambda: len({p for p in children_of(launcher.pid) if "worker.py" in cmdline(p)}) == 3
+        )
+        restarted = children_of(launcher.pid)
+        assert launcher.poll() is None
     finally:
         output = stop(launcher)
-    assert launcher.returncode == 1, output
-    assert "worker stopped" in output
-    assert [pid for pid in started if alive(pid)] == []
+    assert launcher.returncode == 0, output
+    assert "worker stopped" in output and "worker started again" in output
+    assert "redis stopped" in output and "redis started again" in output
+    assert [pid for pid in started | restarted if alive(pid)] == []

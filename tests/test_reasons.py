@@ -2,7 +2,8 @@
 
 import pytest
 
-from portal.sending.reasons import REASONS, explain, status_label
+from portal.sending.reasons import OURS, REASONS, explain
+from portal.statuses import send_status_label as status_label
 
 
 @pytest.fixture
@@ -24,7 +25,9 @@ def vietnamese(app):
         ("no_answer", "hỏi khách hàng trước khi gửi lại"),
         ("no_settings", "Chưa có thiết lập email gửi hóa đơn"),
         ("bad_header", "tiêu đề không hợp lệ"),
-        ("internal", "Không tạo được email"),
+        ("internal", "lỗi từ phía hệ thống"),
+        ("database_busy", "Cơ sở dữ liệu của hệ thống đang bận"),
+        ("worker_stopped", "Tiến trình gửi đã dừng trước"),
         ("something_new", "Gửi không thành công"),
     ],
 )
@@ -46,6 +49,18 @@ def test_the_servers_exact_answer_follows_the_sentence(vietnamese):
     assert "Máy chủ thư:" not in explain("tls", None, "")
 
 
+def test_our_own_faults_are_never_shown_as_the_mail_servers_answer(vietnamese):
+    for kind in OURS:
+        text = explain(kind, None, "OperationalError: database is locked")
+        assert "Máy chủ thư" not in text
+        assert text.endswith("Chi tiết kỹ thuật: OperationalError: database is locked")
+
+
+def test_a_worker_stopped_after_the_data_says_it_may_have_arrived(vietnamese):
+    assert "sẽ tự gửi lại" in explain("worker_stopped", None, "")
+    assert "có thể đã đến" in explain("worker_stopped", None, "", status="unknown")
+
+
 def test_a_send_that_is_not_retried_promises_no_retry(vietnamese):
     assert "tự gửi lại" in explain("unreachable", None, "")
     text = explain("unreachable", None, "", retried=False)
@@ -55,9 +70,11 @@ def test_a_send_that_is_not_retried_promises_no_retry(vietnamese):
 
 
 def test_status_labels_use_the_domain_words(vietnamese):
-    assert [status_label(s) for s in ("queued", "sending", "sent", "failed", "unknown")] == [
+    labels = ("queued", "sending", "retrying", "sent", "failed", "unknown")
+    assert [status_label(s) for s in labels] == [
         "Đang gửi",
         "Đang gửi",
+        "Chờ gửi lại",
         "Đã gửi HĐ cho KH",
         "Gửi lỗi",
         "Chưa rõ kết quả",

@@ -129,3 +129,52 @@ def test_addresses_are_split_normalised_and_deduplicated():
     parsed = parse_addresses(" An@Example.com; b@example.com,an@example.com ;; not-an-email; c@ ")
     assert parsed.addresses == ["An@example.com", "b@example.com"]
     assert [bad for bad, _ in parsed.errors] == ["not-an-email", "c@"]
+
+
+def test_a_kept_connection_carries_consecutive_messages(smtp_server):
+    smtp = settings(smtp_server.port)
+    pool = mailer.SmtpConnections(idle_timeout=30)
+    try:
+        for _ in range(3):
+            assert pool.send(smtp, message(smtp))[0] == 250
+    finally:
+        pool.close()
+    assert len(smtp_server.messages) == 3 and smtp_server.handler.sessions == 1
+
+
+def test_a_connection_the_server_closed_is_reopened_before_anything_goes(smtp_server):
+    smtp = settings(smtp_server.port)
+    pool = mailer.SmtpConnections(idle_timeout=30)
+    try:
+        pool.send(smtp, message(smtp))
+        smtp_server.stop()  # the server drops the idle connection
+        smtp_server.start()
+        assert pool.send(smtp, message(smtp))[0] == 250
+    finally:
+        pool.close()
+    assert len(smtp_server.messages) == 2 and smtp_server.handler.sessions == 2
+
+
+def test_an_idle_or_failed_connection_is_not_reused(smtp_server):
+    smtp = settings(smtp_server.port)
+    pool = mailer.SmtpConnections(idle_timeout=0)
+    try:
+        pool.send(smtp, message(smtp))
+        pool.send(smtp, message(smtp))  # idle for longer than 0 s: a new connection
+        smtp_server.handler.data_replies = ["550 5.7.1 rejected"]
+        with pytest.raises(mailer.SendError):
+            pool.send(smtp, message(smtp))
+        pool.idle_timeout = 30
+        pool.send(smtp, message(smtp))  # after an error: a new connection again
+    finally:
+        pool.close()
+    assert smtp_server.handler.sessions == 4
+
+
+def test_nothing_goes_when_before_data_says_no(smtp_server):
+    smtp = settings(smtp_server.port)
+    calls = []
+    with pytest.raises(mailer.SendError) as caught:
+        mailer.send(smtp, message(smtp), before_data=lambda: calls.append(1) or False)
+    assert calls == [1] and caught.value.kind == "aborted"
+    assert smtp_server.messages == []

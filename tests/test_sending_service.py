@@ -1,15 +1,10 @@
-"""Queueing deliveries: one active per invoice, claims, the reconciler, the tax hook."""
-
-from datetime import timedelta
+"""Queueing deliveries: one active per invoice, the tax submission beside it, Redis away."""
 
 import pytest
-from rq import Queue
 
 from portal.extensions import db
-from portal.models import Delivery, Invoice, MailSettings
+from portal.models import Delivery, Invoice, MailSettings, TaxSubmission
 from portal.sending import service
-from portal.signals import delivery_queued
-from portal.types import utcnow
 from tests.factories import make_invoice
 
 
@@ -53,13 +48,6 @@ def test_second_request_finds_the_active_delivery(sending_app):
         assert db.session.query(Delivery).count() == 1
 
 
-def test_only_one_claim_wins(sending_app):
-    with sending_app.app_context():
-        delivery_id = service.queue_delivery(make_invoice().id, None, recipients()).delivery.id
-        assert service.claim(delivery_id) is True
-        assert service.claim(delivery_id) is False
-
-
 def test_invalid_or_missing_addresses_are_refused(sending_app):
     with sending_app.app_context():
         invoice_id = make_invoice().id
@@ -85,52 +73,53 @@ def test_sending_without_mail_settings_is_refused(sending_app):
             service.queue_delivery(make_invoice().id, None, recipients())
 
 
-def test_redis_down_keeps_the_delivery_queued(app):
-    app.config.update(REDIS_URL="redis://127.0.0.1:1/0")  # nothing listens on port 1
+def test_redis_down_keeps_the_delivery_queued_and_the_reconciler_enqueues_it_later(app, redis_url):
+    app.config.update(REDIS_URL="redis://127.0.0.1:1/0", RQ_QUEUE="test-redis-down")
     with app.app_context():
         db.session.add(MailSettings(host="127.0.0.1", port=1025, sender_email="hd@anhduong.vn"))
         db.session.commit()
         result = service.queue_delivery(make_invoice().id, None, recipients())
         assert result.created
         assert db.session.get(Delivery, result.delivery.id).status == "queued"
-
-
-def test_reconcile_requeues_lost_jobs(sending_app):
-    with sending_app.app_context():
+    # Redis is back: the reconciler finds the delivery whose job never reached it.
+    app.config.update(REDIS_URL=redis_url, QUEUED_STALE_AFTER=0)
+    with app.app_context():
+        from portal.outbox.service import reconcile
         from portal.runtime.queue import get_queue, get_redis
 
-        delivery_id = service.queue_delivery(make_invoice().id, None, recipients()).delivery.id
-        get_redis().flushdb()  # Redis lost the job
-        assert get_queue().job_ids == []
-        assert service.reconcile()["requeued"] == 1
-        assert get_queue().job_ids == [f"delivery-{delivery_id}"]
-        # A job that is still pending is not enqueued twice.
-        assert service.reconcile()["requeued"] == 0
-        assert len(Queue(sending_app.config["RQ_QUEUE"], connection=get_redis()).job_ids) == 1
+        get_redis().flushdb()
+        assert reconcile()["delivery"]["requeued"] == 1
+        assert get_queue().job_ids == [f"delivery-{result.delivery.id}"]
 
 
-def test_reconcile_marks_abandoned_sends_unknown(sending_app):
+def test_a_copy_link_send_shows_as_sent_and_owes_the_tax_authority_too(sending_app):
     with sending_app.app_context():
         invoice_id = make_invoice().id
-        delivery_id = service.queue_delivery(invoice_id, None, recipients()).delivery.id
-        service.claim(delivery_id)
-        delivery = db.session.get(Delivery, delivery_id)
-        delivery.claimed_at = utcnow() - timedelta(hours=1)
-        db.session.commit()
-        assert service.reconcile()["unknown"] == 1
-        assert db.session.get(Delivery, delivery_id).status == "unknown"
-        assert db.session.get(Invoice, invoice_id).send_status == "unknown"
+        result = service.queue_delivery(invoice_id, None, recipients(""), method="link")
+        assert result.link and result.delivery.status == "sent"
+        invoice = db.session.get(Invoice, invoice_id)
+        assert invoice.send_status == "sent" and invoice.sent_at is not None
+        (submission,) = db.session.scalars(db.select(TaxSubmission)).all()
+        assert submission.invoice_id == invoice_id and submission.status == "queued"
+        assert invoice.tax_status == "tax_not_sent"  # written, not yet transferred
 
 
-def test_queueing_starts_the_transfer_to_the_tax_authority(sending_app):
-    seen = []
+def test_a_resend_owes_the_tax_authority_nothing_more(sending_app):
+    with sending_app.app_context():
+        invoice_id = make_invoice().id
+        service.queue_delivery(invoice_id, None, recipients(""), method="link")
+        service.queue_delivery(invoice_id, None, recipients(""), method="link")
+        assert db.session.query(Delivery).count() == 2
+        assert db.session.query(TaxSubmission).count() == 1
 
-    def on_queued(sender, **extra):
-        seen.append(extra)
 
-    with sending_app.app_context(), delivery_queued.connected_to(on_queued):
-        result = service.queue_delivery(make_invoice().id, None, recipients())
-    assert seen == [{"invoice_id": result.delivery.invoice_id, "delivery_id": result.delivery.id}]
+def test_a_refused_send_writes_nothing(sending_app):
+    with sending_app.app_context():
+        invoice_id = make_invoice(state="cancelled").id
+        with pytest.raises(service.NotSendable):
+            service.queue_delivery(invoice_id, None, recipients(""), method="link")
+        assert db.session.query(Delivery).count() == 0
+        assert db.session.query(TaxSubmission).count() == 0
 
 
 @pytest.mark.postgres
@@ -147,13 +136,15 @@ def test_one_active_delivery_and_one_claim_on_postgresql(postgres_app, redis_url
         assert first.created and not second.created
         delivery_id = first.delivery.id
 
+    from portal.outbox import service as outbox
+
     wins = []
     barrier = threading.Barrier(4)
 
     def contend():
         with postgres_app.app_context():
             barrier.wait()
-            wins.append(service.claim(delivery_id))
+            wins.append(outbox.claim(service.DELIVERIES, delivery_id) is not None)
 
     threads = [threading.Thread(target=contend) for _ in range(4)]
     for thread in threads:

@@ -57,10 +57,15 @@ def test_send_queues_one_delivery_and_swaps_the_row_status(sender):
         "method": "email",
     }
     response = sender.post(f"/invoices/{sender.invoice_id}/send", data=data, headers=HTMX)
-    assert response.status_code == 200 and response.headers["HX-Trigger"] == "delivery-queued"
+    assert response.status_code == 200
     body = response.get_data(as_text=True)
     assert f'id="send-status-{sender.invoice_id}"' in body and 'hx-swap-oob="true"' in body
-    assert "Đang gửi" in body and 'hx-trigger="every 2s"' in body
+    assert f'id="actions-{sender.invoice_id}"' in body
+    # The row joins the page's one poller (it does not poll by itself).
+    assert f'name="ids" value="{sender.invoice_id}" data-pending' in body
+    poller = body.split('id="status-poller"')[1].split(">")[0]
+    assert 'hx-trigger="every 2s"' in poller and "/invoices/statuses" in poller
+    assert "Đang gửi" in body
     # A double click finds the first delivery.
     again = sender.post(f"/invoices/{sender.invoice_id}/send", data=data, headers=HTMX).get_data(
         as_text=True
@@ -80,7 +85,7 @@ def test_status_stops_polling_once_finished(sender):
     with sender.application.app_context():
         delivery = db.session.scalar(db.select(Delivery))
         delivery.status = delivery.invoice.send_status = "failed"
-        delivery.error_kind, delivery.smtp_code, delivery.smtp_message = (
+        delivery.error_kind, delivery.reply_code, delivery.reply_message = (
             "recipient_refused",
             550,
             "No such user",
@@ -162,3 +167,39 @@ def test_no_js_send_redirects_to_the_list(sender):
     )
     assert response.status_code == 302
     assert "đang được gửi" in sender.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_the_list_poller_swaps_the_rows_it_follows_and_the_tab_counts(sender):
+    sender.post(f"/invoices/{sender.invoice_id}/send",
+                data={"to": "an@nguyenhoang.vn", "method": "email"}, headers=HTMX)  # fmt: skip
+    query = {"ids": sender.invoice_id, "tab": "not_sent", "period": "all"}
+    pending = sender.get("/invoices/statuses", query_string=query, headers=HTMX)
+    body = pending.get_data(as_text=True)
+    assert f'id="send-status-{sender.invoice_id}" class="send-status" hx-swap-oob="true"' in body
+    assert 'id="invoice-tabs"' in body and "hx-get=" in body.split('id="status-poller"')[1]
+    with sender.application.app_context():
+        from portal.invoices import projection
+
+        delivery = db.session.scalar(db.select(Delivery))
+        delivery.status, delivery.error_kind = "failed", "recipient_refused"
+        projection.refresh([delivery.invoice_id])
+        db.session.commit()
+    ended = sender.get("/invoices/statuses", query_string=query, headers=HTMX).get_data(
+        as_text=True
+    )
+    assert "Gửi lỗi" in ended and "Gửi lại" in ended  # the row and its button follow
+    assert 'data-tab="failed">Gửi lỗi <span class="count">1</span>' in ended
+    assert "hx-get" not in ended.split('id="status-poller"')[1].split(">")[0]  # nothing left
+
+
+def test_a_delivery_address_leads_to_its_invoice(sender):
+    sender.post(f"/invoices/{sender.invoice_id}/send",
+                data={"to": "an@nguyenhoang.vn", "method": "email"}, headers=HTMX)  # fmt: skip
+    with sender.application.app_context():
+        delivery_id = db.session.scalar(db.select(Delivery.id))
+    response = sender.get(f"/deliveries/{delivery_id}")
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(
+        f"/invoices/{sender.invoice_id}#delivery-{delivery_id}"
+    )
+    assert sender.get("/deliveries/999999").status_code == 404

@@ -6,6 +6,7 @@ import secrets
 import click
 from flask.cli import AppGroup
 
+from portal.database import write
 from portal.extensions import db
 from portal.models import ApiToken
 
@@ -20,8 +21,8 @@ def hash_token(token: str) -> str:
 def create_token(name: str) -> str:
     """Create and commit a token; only its hash is kept, so this is the one time it is seen."""
     token = secrets.token_urlsafe(32)
-    db.session.add(ApiToken(name=name, token_hash=hash_token(token)))
-    db.session.commit()
+    with write():
+        db.session.add(ApiToken(name=name, token_hash=hash_token(token)))
     return token
 
 
@@ -36,8 +37,8 @@ def create_command(name: str):
 @click.argument("name")
 def revoke_command(name: str):
     """Revoke every token with this name."""
-    rows = db.session.scalars(db.select(ApiToken).filter_by(name=name, revoked=False)).all()
-    for row in rows:
-        row.revoked = True
-    db.session.commit()
+    with write():
+        rows = db.session.scalars(db.select(ApiToken).filter_by(name=name, revoked=False)).all()
+        for row in rows:
+            row.revoked = True
     click.echo(f"Revoked {len(rows)} token(s) named {name}.")

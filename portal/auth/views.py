@@ -11,6 +11,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
+from portal.database import write
 from portal.extensions import db, login_manager
 from portal.models import ROLES, User
 from portal.web import safe_target
@@ -87,10 +88,10 @@ def create_user(username: str, role: str, name: str, password: str):
 
 def create(username: str, password: str, role: str = "sender", name: str = "") -> User:
     """Create and commit a user."""
-    user = User(username=username, role=role, name=name or username)
-    user.set_password(password)
-    db.session.add(user)
-    db.session.commit()
+    with write():
+        user = User(username=username, role=role, name=name or username)
+        user.set_password(password)
+        db.session.add(user)
     return user
 
 

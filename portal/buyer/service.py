@@ -2,20 +2,20 @@
 
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app, request
 from flask_login import current_user
 
-from portal.database import begin_write
+from portal.database import write
 from portal.extensions import db
+from portal.invoices import projection
 from portal.models import Delivery, Invoice, ReceiptEvent
 from portal.sending.service import hash_token
 from portal.types import utcnow
 
 # Events that show a person has the invoice; an email open is a weak signal of its own.
-STRONG = ("page_shown", "pdf_downloaded", "xml_downloaded", "receipt_confirmed")
-WEAK = ("email_opened",)
+STRONG, WEAK = projection.STRONG_RECEIPTS, projection.WEAK_RECEIPTS
 KINDS = ("email_opened", "link_opened", *STRONG)
 
 # Mail security scanners and link-preview bots open links by themselves.
@@ -69,7 +69,7 @@ def find_by_lookup_code(code: str) -> Invoice | None:
 
 
 def record(invoice_id: int, delivery: Delivery | None, kind: str) -> ReceiptEvent | None:
-    """Keep one event with time, address and browser; tick "buyer received" on the first real one.
+    """Keep one event with time, address and browser; the invoice's "received" follows from it.
 
     Nothing is recorded while a logged-in seller looks: their previews never count.
     """
@@ -83,7 +83,6 @@ def record(invoice_id: int, delivery: Delivery | None, kind: str) -> ReceiptEven
         and now - delivery.finished_at < AUTOMATIC_WITHIN
         and kind in ("email_opened", "link_opened")
     )
-    begin_write()
     event = ReceiptEvent(
         invoice_id=invoice_id,
         delivery_id=delivery.id if delivery else None,
@@ -93,19 +92,14 @@ def record(invoice_id: int, delivery: Delivery | None, kind: str) -> ReceiptEven
         user_agent=agent,
         possibly_automatic=automatic,
     )
-    db.session.add(event)
-    invoice = db.session.get(Invoice, invoice_id)
-    if not automatic and (kind in STRONG or kind in WEAK):
-        first = invoice.received_at is None
-        upgrade = invoice.received_kind in WEAK and kind in STRONG
-        if first or upgrade:
-            invoice.received_at = now
-            invoice.received_kind = kind
-    db.session.commit()
+    with write():
+        db.session.add(event)
+        db.session.flush()
+        projection.refresh([invoice_id])
     return event
 
 
-def set_expiry(delivery: Delivery) -> None:
+def link_expiry() -> datetime | None:
+    """When a buyer link made now stops working (BUYER_LINK_DAYS; 0 means never)."""
     days = current_app.config.get("BUYER_LINK_DAYS", 0)
-    if days:
-        delivery.expires_at = utcnow() + timedelta(days=days)
+    return utcnow() + timedelta(days=days) if days else None

@@ -15,7 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from portal.database import begin_write
+from portal.database import after_commit, write
 from portal.demo import data
 from portal.einvoice.document import Document, Line, Party
 from portal.extensions import db
@@ -156,21 +156,23 @@ def _signing(signer: Signer, workers: int):
 
 def _store(signed: list[tuple[Document, bytes]], expected: dict[int, int], after: dict[int, int]):
     """Store one signed batch and move the series' counters past it, in one transaction."""
-    begin_write()
-    rows = {row.id: row for row in db.session.scalars(db.select(InvoiceSeries))}
-    for series_id, number in expected.items():
-        if rows[series_id].next_number != number:
-            # Someone issued an invoice meanwhile: these numbers are no longer free.
-            db.session.rollback()
-            raise click.ClickException(
-                f"series {rows[series_id].label} moved on while seeding; stopped without gaps"
-            )
-    with db.session.no_autoflush:
-        for doc, xml in signed:
-            store_document(doc, xml, "demo", flush=False)
-    for series_id, number in after.items():
-        rows[series_id].next_number = number
-    db.session.commit()
+    from portal.rendering.service import render_ahead
+
+    with write():
+        rows = {row.id: row for row in db.session.scalars(db.select(InvoiceSeries))}
+        for series_id, number in expected.items():
+            if rows[series_id].next_number != number:
+                # Someone issued an invoice meanwhile: these numbers are no longer free.
+                raise click.ClickException(
+                    f"series {rows[series_id].label} moved on while seeding; stopped without gaps"
+                )
+        with db.session.no_autoflush:
+            invoices = [store_document(doc, xml, "demo", flush=False) for doc, xml in signed]
+        for series_id, number in after.items():
+            rows[series_id].next_number = number
+        db.session.flush()
+        ids = [invoice.id for invoice in invoices]
+        after_commit(lambda: render_ahead(ids))
     db.session.expunge_all()
 
 
@@ -184,23 +186,22 @@ def seed(count: int, seed_value: int, days: int = 90, workers: int | None = None
     """Issue `count` demo invoices spread over the last `days` days; return how many."""
     rng = random.Random(seed_value)  # noqa: S311  (repeatable demo data, not secrets)
     today = _today()
-    begin_write()
-    seller, series_rows, customers = ensure_basics(rng, today)
-    signer = ensure_demo_signer(seller)
-    # Plain values: the ORM rows expire at every batch commit.
-    seller_data = seller_party(seller)
-    buyers = [
-        Party(name=c.name, tax_code=c.tax_code, address=c.address, email=c.email, phone=c.phone,
-              person=c.contact_name, code=c.code)
-        for c in customers
-    ]  # fmt: skip
-    series = [[s.id, s.form, s.series, s.next_number] for s in series_rows]
-    # Numbers follow dates: new invoices come after those already issued.
-    latest = db.session.scalar(db.select(db.func.max(Invoice.issued_on)))
+    with write():
+        seller, series_rows, customers = ensure_basics(rng, today)
+        signer = ensure_demo_signer(seller)
+        # Plain values: the ORM rows expire at every batch commit.
+        seller_data = seller_party(seller)
+        buyers = [
+            Party(name=c.name, tax_code=c.tax_code, address=c.address, email=c.email,
+                  phone=c.phone, person=c.contact_name, code=c.code)
+            for c in customers
+        ]  # fmt: skip
+        series = [[s.id, s.form, s.series, s.next_number] for s in series_rows]
+        # Numbers follow dates: new invoices come after those already issued.
+        latest = db.session.scalar(db.select(db.func.max(Invoice.issued_on)))
     start = min(today, max(today - timedelta(days=days), date(today.year, 1, 1), latest or today))
     span = (today - start).days
     dates = sorted(start + timedelta(days=rng.randint(0, span)) for _ in range(count))
-    db.session.commit()
     plan = _plan(rng, dates, series, buyers, seller_data)
     workers = default_workers(count) if workers is None else workers
     with _signing(signer, workers) as submit:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
-from portal.database import begin_write
+from portal.database import after_commit, write
 from portal.einvoice.document import Document
 from portal.einvoice.signing import SignatureError, verify_xml
 from portal.einvoice.totals import check_totals
@@ -353,23 +353,20 @@ def import_files(files: list[tuple[str, bytes]], seller: Seller) -> ImportReport
 
 
 def _import_one(result: FileResult, xml: bytes, seller: Seller) -> None:
-    begin_write()
+    from portal.rendering.service import render_ahead
+
     try:
-        doc, warnings = _check(xml, seller)
-        invoice = store_document(doc, xml, source="import", warnings=warnings)
-        db.session.commit()
+        with write():
+            doc, warnings = _check(xml, seller)
+            invoice = store_document(doc, xml, source="import", warnings=warnings)
+            after_commit(lambda: render_ahead([invoice.id]))
     except ImportRefused as exc:
-        db.session.rollback()
         result.errors.extend(exc.reasons)
         return
     except IntegrityError:
         # Another upload stored the same number between our check and our insert.
-        db.session.rollback()
         result.errors.append(_duplicate(doc))
         return
-    except Exception:
-        db.session.rollback()
-        raise
     result.invoice_id = invoice.id
     result.label = invoice.series_label
     result.number = invoice.number_label

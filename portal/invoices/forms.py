@@ -5,8 +5,6 @@ from wtforms import DateField, Form, HiddenField, IntegerField, SearchField, Sel
 from wtforms.fields.choices import SelectChoice as C
 from wtforms.validators import Optional, ValidationError
 
-from portal.models import TAX_STATUSES
-
 
 class FilterForm(Form):
     """Filters read from the query string (no CSRF: a GET changes nothing)."""
@@ -43,4 +41,4 @@ class FilterForm(Form):
 
     def set_choices(self, series: list[str], tax_labels: dict[str, str]) -> None:
         self.series.choices = [C("", _l("All series"))] + [C(s) for s in series]
-        self.tax_status.choices = [C("", _l("All"))] + [C(s, tax_labels[s]) for s in TAX_STATUSES]
+        self.tax_status.choices = [C("", _l("All"))] + [C(k, v) for k, v in tax_labels.items()]

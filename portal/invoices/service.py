@@ -10,17 +10,20 @@ from flask import current_app
 from sqlalchemy import Float, and_, cast, func, or_, select
 
 from portal.extensions import db
-from portal.models import SEND_STATUSES, Delivery, Invoice
+from portal.models import Delivery, Invoice
+from portal.statuses import SendStatus
 from portal.text import fold
 
-# Tabs of the list and the send statuses each shows. "Chưa rõ kết quả" (unknown) sits with
-# the failures: in both cases the seller has to look and decide.
+# Tabs of the list and the send statuses each shows. A send in flight (or waiting to retry)
+# has not reached the buyer yet: it stays under "not sent", where the seller started it, until
+# it ends. "Chưa rõ kết quả" (unknown) sits with the failures: the seller has to decide.
 TABS = {
     "all": None,
-    "not_sent": ("not_sent",),
-    "failed": ("failed", "unknown"),
-    "sent": ("sent",),
+    "not_sent": tuple(s.value for s in SendStatus if s == SendStatus.NOT_SENT or s.is_active),
+    "failed": tuple(s.value for s in SendStatus if s.needs_attention),
+    "sent": (SendStatus.SENT.value,),
 }
+SEND_STATUSES = tuple(s.value for s in SendStatus)
 PERIODS = ("this_month", "last_month", "this_quarter", "this_year", "custom", "all")
 SORTS = {"date", "number", "buyer", "total"}
 
@@ -152,17 +155,27 @@ def _count_query(filters: Filters, conditions: list):
     )
 
 
-def list_invoices(filters: Filters) -> Page:
-    """One page of the list, the tab counts under the same filters, and the period's dates."""
-    start, end = period_range(filters, today())
-    conditions = _conditions(filters, start, end)
+def _tab_counts(filters: Filters, conditions: list) -> dict[str, int]:
     by_status = dict(db.session.execute(_count_query(filters, conditions)).all())
-    counts = {
+    return {
         tab: sum(by_status.values())
         if statuses is None
         else sum(by_status.get(s, 0) for s in statuses)
         for tab, statuses in TABS.items()
     }
+
+
+def tab_counts(filters: Filters) -> dict[str, int]:
+    """How many invoices each tab holds under the filters."""
+    start, end = period_range(filters, today())
+    return _tab_counts(filters, _conditions(filters, start, end))
+
+
+def list_invoices(filters: Filters) -> Page:
+    """One page of the list, the tab counts under the same filters, and the period's dates."""
+    start, end = period_range(filters, today())
+    conditions = _conditions(filters, start, end)
+    counts = _tab_counts(filters, conditions)
     statuses = TABS.get(filters.tab)
     if statuses:
         conditions.append(Invoice.send_status.in_(statuses))

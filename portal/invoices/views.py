@@ -9,17 +9,11 @@ from portal.invoices import service
 from portal.invoices.forms import FilterForm
 from portal.models import Delivery, Invoice
 from portal.rendering.service import invoice_file
+from portal.statuses import tax_labels
 from portal.web import render
 
 bp = Blueprint("invoices", __name__)
 
-TAX_LABELS = {
-    "tax_not_sent": _l("Not sent to the tax authority"),
-    "tax_pending": _l("Sent, waiting for the tax authority"),
-    "tax_accepted": _l("Accepted by the tax authority"),
-    "tax_rejected": _l("Rejected by the tax authority"),
-    "tax_failed": _l("Sending to the tax authority failed"),
-}
 TAB_LABELS = {
     "all": _l("All"),
     "not_sent": _l("Not sent to customer"),
@@ -40,11 +34,6 @@ def invoice_state_label(state: str) -> str:
     return str(STATE_LABELS.get(state, state))
 
 
-@bp.app_template_global()
-def tax_status_label(status: str) -> str:
-    return str(TAX_LABELS.get(status, status))
-
-
 def _filters(form: FilterForm) -> service.Filters:
     period = form.period.data if form.period.data in service.PERIODS else "this_month"
     tab = form.tab.data if form.tab.data in service.TABS else "all"
@@ -55,7 +44,7 @@ def _filters(form: FilterForm) -> service.Filters:
         date_to=form.date_to.data if not form.date_to.errors else None,
         q=(form.q.data or "").strip()[:100],
         series=form.series.data or "",
-        tax_status=form.tax_status.data if form.tax_status.data in TAX_LABELS else "",
+        tax_status=form.tax_status.data if form.tax_status.data in tax_labels() else "",
         received=form.received.data if form.received.data in ("yes", "no") else "",
         sort=sort if (sort := form.sort.data or "").lstrip("-") in service.SORTS else "-date",
         page=form.page.data if isinstance(form.page.data, int) and not form.page.errors else 1,
@@ -67,7 +56,7 @@ def _filters(form: FilterForm) -> service.Filters:
 def index():
     """List issued invoices by tab, period, search and filters."""
     form = FilterForm(request.args)
-    form.set_choices(service.series_choices(), TAX_LABELS)
+    form.set_choices(service.series_choices(), tax_labels())
     form.validate()
     filters = _filters(form)
     # The hidden fields carry the cleaned values on, not whatever the URL held.
@@ -76,7 +65,6 @@ def index():
         # Dates typed in mean a custom period, whatever the period box says.
         filters.period = form.period.data = "custom"
     page = service.list_invoices(filters)
-    failed = [i.id for i in page.items if i.send_status in ("failed", "unknown")]
     return render(
         "invoices/index.html",
         "invoices/_table.html",
@@ -84,7 +72,34 @@ def index():
         filters=filters,
         page=page,
         tabs=TAB_LABELS,
-        last_deliveries=service.last_deliveries(failed),
+        last_deliveries=service.last_deliveries(_explained(page.items)),
+    )
+
+
+def _explained(invoices: list[Invoice]) -> list[int]:
+    """The invoices whose row shows a reason (failed, unknown, waiting to retry)."""
+    return [i.id for i in invoices if i.send_status in ("failed", "unknown", "retrying")]
+
+
+@bp.get("/invoices/statuses")
+@role_required("viewer")
+def statuses():
+    """Answer the list's poller: the rows it follows (status and actions) and the tab counts."""
+    form = FilterForm(request.args)
+    form.validate()
+    filters = _filters(form)
+    ids = [int(x) for x in request.args.getlist("ids") if x.isdigit()][:200]
+    invoices = db.session.scalars(db.select(Invoice).where(Invoice.id.in_(ids))).all()
+    pending = [i for i in invoices if i.send_status in ("queued", "sending", "retrying")]
+    page = service.Page(invoices, 0, 1, 1, 1, counts=service.tab_counts(filters))
+    return render_template(
+        "invoices/_statuses.html",
+        invoices=invoices,
+        pending=pending,
+        filters=filters,
+        page=page,
+        tabs=TAB_LABELS,
+        last_deliveries=service.last_deliveries(_explained(invoices)),
     )
 
 
@@ -93,7 +108,7 @@ def list_url(**changes) -> str:
     """The list's URL with the current filters and some changed (back to page 1 unless given)."""
     from flask import url_for
 
-    args = {k: v for k, v in request.args.items() if v and k != "page"}
+    args = {k: v for k, v in request.args.items() if v and k not in ("page", "ids")}
     args.update({k: v for k, v in changes.items() if v is not None})
     return url_for("invoices.index", **args)
 

@@ -9,7 +9,7 @@ from flask import Flask, current_app
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from portal.database import begin_write
+from portal.database import after_commit, write
 from portal.einvoice.document import Document, Party
 from portal.einvoice.signing import make_certificate, sign_xml
 from portal.einvoice.totals import apply_totals
@@ -105,36 +105,34 @@ def sign_document(doc: Document, signer: Signer, signing_time: datetime | None =
 
 
 def issue_invoice(doc: Document, series_id: int, signer: Signer, source: str = "api") -> Invoice:
-    """Issue one invoice in its own write transaction and commit it."""
-    begin_write()
+    """Issue one invoice in its own unit of work; its PDF is then rendered in the background."""
+    from portal.rendering.service import render_ahead
+
     try:
-        series = db.session.get(InvoiceSeries, series_id)
-        seller = db.session.scalar(db.select(Seller).limit(1))
-        if series is None or not series.active:
-            raise IssueError("unknown or inactive series")
-        if seller is None:
-            raise IssueError("no seller profile")
-        doc.form, doc.series = series.form, series.series
-        if doc.issued_on is None:
-            zone = ZoneInfo(current_app.config["PORTAL_TIMEZONE"])
-            doc.issued_on = datetime.now(zone).date()
-        problem = series_year_problem(series.series, doc.issued_on)
-        if problem:
-            raise IssueError(problem)
-        doc.number = next_number(series)
-        doc.seller = seller_party(seller)
-        doc.lookup_code = doc.lookup_code or new_lookup_code()
-        xml = sign_document(doc, signer, datetime.now(UTC))
-        invoice = store_document(doc, xml, source)
-        db.session.commit()
+        with write():
+            series = db.session.get(InvoiceSeries, series_id)
+            seller = db.session.scalar(db.select(Seller).limit(1))
+            if series is None or not series.active:
+                raise IssueError("unknown or inactive series")
+            if seller is None:
+                raise IssueError("no seller profile")
+            doc.form, doc.series = series.form, series.series
+            if doc.issued_on is None:
+                zone = ZoneInfo(current_app.config["PORTAL_TIMEZONE"])
+                doc.issued_on = datetime.now(zone).date()
+            problem = series_year_problem(series.series, doc.issued_on)
+            if problem:
+                raise IssueError(problem)
+            doc.number = next_number(series)
+            doc.seller = seller_party(seller)
+            doc.lookup_code = doc.lookup_code or new_lookup_code()
+            xml = sign_document(doc, signer, datetime.now(UTC))
+            invoice = store_document(doc, xml, source)
+            after_commit(lambda: render_ahead([invoice.id]))
     except IntegrityError as error:
         # An imported invoice already holds this number: say so instead of failing with a 500.
-        db.session.rollback()
         raise IssueError(
             f"number {doc.number} of {doc.form}{doc.series} is already taken by another invoice;"
             " move the series' next number past it"
         ) from error
-    except Exception:
-        db.session.rollback()
-        raise
     return invoice

@@ -4,13 +4,15 @@ from flask import Response, render_template
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import undefer
 
-from portal.database import begin_write
+from portal.database import in_unit_of_work, write
 from portal.extensions import db
 from portal.models import Invoice, InvoicePdf
 from portal.rendering.pdf import html_to_pdf
 
 # Bump when the PDF layout changes: cached PDFs of an older layout are rendered again.
 TEMPLATE_VERSION = "2"
+# Invoices per background render job: small enough for two workers to share a batch.
+RENDER_CHUNK = 10
 
 
 def invoice_html(invoice: Invoice) -> str:
@@ -35,49 +37,68 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     """Return the invoice's PDF, rendering and storing it only when no fresh copy is kept.
 
     An issued invoice never changes, so its PDF is keyed by the signed XML's hash and the
-    layout version. A hit is a plain read. A miss renders outside any write transaction
-    (about 90 ms: no write lock held meanwhile), then takes the write lock with
-    begin_write() and commits the cache row at once. Committing here is deliberate: the
-    row is a pure function of data already committed, so committing it early loses
-    nothing, and a caller that renders many PDFs never holds SQLite's write lock for
-    long. begin_write() commits what the caller's session already holds, so call this
-    outside the caller's own unfinished write (the sending job calls it while building a
-    message whose pending Message-ID it commits right after anyway).
+    layout version. A hit is a plain read. A miss renders outside any transaction (about
+    90 ms: no write lock held meanwhile), then stores the row in a short unit of work of its
+    own. The row is a pure function of committed data, so storing it early loses nothing.
+    A miss inside a caller's unit of work is refused: it would hold the write lock while
+    rendering and commit the cache row with the caller's half-done work.
     """
     invoice_id, xml_sha256 = invoice.id, invoice.xml_sha256
     cached = db.session.get(InvoicePdf, invoice_id, options=[undefer(InvoicePdf.data)])
     if _fresh(cached, xml_sha256):
         return cached.data
-    data = render_pdf(invoice)
-    begin_write()
-    # Another worker may have stored it while this one rendered: read again under the lock.
-    cached = db.session.get(
-        InvoicePdf, invoice_id, options=[undefer(InvoicePdf.data)], populate_existing=True
-    )
-    if _fresh(cached, xml_sha256):
-        # Serve the stored bytes, so the page and the email carry the very same file.
-        stored = cached.data
-        db.session.rollback()
-        return stored
-    if cached is None:
-        db.session.add(
-            InvoicePdf(
-                invoice_id=invoice_id,
-                xml_sha256=xml_sha256,
-                template_version=TEMPLATE_VERSION,
-                data=data,
-            )
-        )
-    else:
-        cached.xml_sha256 = xml_sha256
-        cached.template_version = TEMPLATE_VERSION
-        cached.data = data
+    if in_unit_of_work():
+        raise RuntimeError("invoice_pdf() rendering inside a unit of work; render it before")
+    return _store(invoice_id, xml_sha256, render_pdf(invoice))
+
+
+def _store(invoice_id: int, xml_sha256: str, data: bytes) -> bytes:
+    """Keep a rendered PDF; return the stored bytes, which may be another worker's copy."""
     try:
-        db.session.commit()
+        with write():
+            # Another worker may have stored it while this one rendered: read under the lock.
+            cached = db.session.get(
+                InvoicePdf, invoice_id, options=[undefer(InvoicePdf.data)], populate_existing=True
+            )
+            if _fresh(cached, xml_sha256):
+                # Serve the stored bytes, so the page and the email carry the very same file.
+                return cached.data
+            if cached is None:
+                cached = InvoicePdf(invoice_id=invoice_id)
+                db.session.add(cached)
+            cached.xml_sha256 = xml_sha256
+            cached.template_version = TEMPLATE_VERSION
+            cached.data = data
     except IntegrityError:
-        # PostgreSQL has no write lock up front: a concurrent insert of the same PDF wins.
-        db.session.rollback()
+        # PostgreSQL takes no write lock up front: a concurrent insert of the same PDF won.
+        pass
     return data
+
+
+def render_ahead(invoice_ids: list[int]) -> None:
+    """Queue the PDFs of these invoices for rendering in the background (low priority).
+
+    A send then rarely renders. Without Redis nothing is queued: the send renders then.
+    """
+    from portal.runtime.queue import LOW, enqueue_calls
+
+    chunks = [invoice_ids[i : i + RENDER_CHUNK] for i in range(0, len(invoice_ids), RENDER_CHUNK)]
+    enqueue_calls(LOW, "portal.rendering.service.render_pdfs", [(chunk,) for chunk in chunks])
+
+
+def render_pdfs(invoice_ids: list[int]) -> int:
+    """Job: render and keep the PDFs of these invoices that have no fresh copy; return how many."""
+    rendered = 0
+    for invoice_id in invoice_ids:
+        invoice = db.session.get(Invoice, invoice_id)
+        if invoice is None:
+            continue
+        cached = db.session.get(InvoicePdf, invoice_id)
+        if not _fresh(cached, invoice.xml_sha256):
+            invoice_pdf(invoice)
+            rendered += 1
+        db.session.rollback()  # end the read, so no snapshot is held between invoices
+    return rendered
 
 
 def invoice_xml(invoice: Invoice) -> bytes:

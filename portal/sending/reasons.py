@@ -3,15 +3,6 @@
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-STATUS_LABELS = {
-    "not_sent": _l("Not sent to customer"),
-    "queued": _l("Sending"),
-    "sending": _l("Sending"),
-    "sent": _l("Invoice sent to customer"),
-    "failed": _l("Send failed"),
-    "unknown": _l("Outcome unknown"),
-}
-
 REASONS = {
     "auth": _l(
         "The mail server refused the user name or password. Check the invoice email settings."
@@ -39,7 +30,29 @@ REASONS = {
     ),
     "no_settings": _l("The invoice email settings are missing."),
     "bad_header": _l("The email had an invalid header and was not sent."),
-    "internal": _l("The email could not be prepared. Try again or contact support."),
+    "internal": _l(
+        "The email could not be prepared because of an error on our side; it is tried again "
+        "automatically. If it keeps failing, contact support."
+    ),
+    "database_busy": _l(
+        "The portal's database was busy, so the email was not sent yet; it is tried again "
+        "automatically."
+    ),
+    "worker_stopped": _l(
+        "The sending process stopped before the email went out; it is sent again automatically."
+    ),
+    "aborted": _l("The send was stopped before the email went out; it is sent again."),
+}
+
+# Failures on our side: what follows the sentence is our own detail, not the mail server's.
+OURS = {"internal", "database_busy", "worker_stopped", "aborted", "no_settings"}
+
+# After the data went out, a stopped worker leaves the outcome open.
+UNKNOWN_REASONS = {
+    "worker_stopped": _l(
+        "The sending process stopped after the email went to the mail server: it may have "
+        "been delivered. Ask the buyer before sending again."
+    ),
 }
 
 
@@ -53,16 +66,23 @@ NOT_RETRIED = {
 }
 
 
-def status_label(status: str) -> str:
-    """The seller's words for a send status (DOMAIN.md's glossary)."""
-    return str(STATUS_LABELS.get(status, status))
+def explain(
+    kind: str, code: int | None, message: str, retried: bool = True, status: str = ""
+) -> str:
+    """One sentence for the seller, followed by the server's own answer when there is one.
 
-
-def explain(kind: str, code: int | None, message: str, retried: bool = True) -> str:
-    """One sentence for the seller, followed by the server's own answer when there is one."""
+    Our own faults are never shown as the mail server's answer: their detail (an error
+    message, in English) is labelled as technical detail.
+    """
     reason = str(
-        (None if retried else NOT_RETRIED.get(kind)) or REASONS.get(kind) or _("Sending failed.")
+        (UNKNOWN_REASONS.get(kind) if status == "unknown" else None)
+        or (None if retried else NOT_RETRIED.get(kind))
+        or REASONS.get(kind)
+        or _("Sending failed.")
     )
-    if code or message:
+    if kind in OURS:
+        if message:
+            reason += " " + _("Technical detail: %(detail)s", detail=message)
+    elif code or message:
         reason += " " + _("Mail server: %(answer)s", answer=f"{code or ''} {message}".strip())
     return reason

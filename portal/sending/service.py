@@ -1,31 +1,25 @@
-"""Queue deliveries, run them through the mail server, and keep their status true."""
+"""Queue deliveries and hand them to the mail server: the email kind of the outbox."""
 
 import hashlib
 import logging
 import os
 import secrets
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
-from portal.database import begin_write
+from portal.database import write
 from portal.extensions import db
 from portal.i18n import format_date, format_money
-from portal.models import (
-    ACTIVE_DELIVERY,
-    Delivery,
-    DeliveryAttempt,
-    EmailTemplate,
-    Invoice,
-    MailSettings,
-)
+from portal.invoices import projection
+from portal.models import Delivery, DeliveryAttempt, EmailTemplate, Invoice, MailSettings
+from portal.outbox import service as outbox
 from portal.sending import mailer, templating
 from portal.sending.addresses import AddressList, clean_display_name, parse_addresses
 from portal.sending.secrets_box import decrypt
-from portal.signals import delivery_queued
+from portal.statuses import ACTIVE, OutboxStatus
+from portal.tax.service import ensure_submission
 from portal.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -153,183 +147,163 @@ def last_delivery(invoice_id: int) -> Delivery | None:
     )
 
 
+def active_delivery(invoice_id: int) -> Delivery | None:
+    return db.session.scalar(
+        db.select(Delivery).filter(Delivery.invoice_id == invoice_id, Delivery.status.in_(ACTIVE))
+    )
+
+
 def queue_delivery(
     invoice_id: int, user_id: int | None, recipients: Recipients, method: str = "email"
 ) -> QueueResult:
-    """Commit a queued delivery, then enqueue its job; a second request finds the first."""
+    """Commit a delivery and the invoice's tax submission together; the job is enqueued after.
+
+    A second request while one is in flight finds the first. A "copy link" delivery is sent
+    at once: the seller pastes the link into a chat app.
+    """
     from flask_babel import gettext as _
 
-    begin_write()
-    invoice = db.session.get(Invoice, invoice_id)
-    if invoice is None or not invoice.is_current:
-        db.session.rollback()
-        raise NotSendable(_("This invoice was replaced, adjusted or cancelled and is not sent."))
-    if method == "email":
-        if recipients.errors or not recipients.to.addresses:
-            db.session.rollback()
-            raise NotSendable(_("Enter at least one valid recipient email."))
-        if mail_settings() is None:
-            db.session.rollback()
-            raise NotSendable(_("Set up the invoice email settings before sending."))
-    link = None
-    delivery = Delivery(
-        invoice_id=invoice.id,
-        method=method,
-        recipient_name=recipients.name,
-        to_addresses=recipients.to.joined,
-        cc_addresses=recipients.cc.joined,
-        bcc_addresses=recipients.bcc.joined,
-        created_by_id=user_id,
-        status="queued" if method == "email" else "sent",
-    )
-    if method == "link":
-        # The seller pastes the link into a chat app: nothing to queue.
-        token, delivery.token_hash = new_link_token()
-        link = buyer_link(token)
-        from portal.buyer.service import set_expiry
+    from portal.buyer.service import link_expiry
 
-        set_expiry(delivery)
-        delivery.finished_at = utcnow()
-    db.session.add(delivery)
-    try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        active = db.session.scalar(
-            db.select(Delivery).filter(
-                Delivery.invoice_id == invoice_id, Delivery.status.in_(ACTIVE_DELIVERY)
+    link = None
+    with write():
+        invoice = db.session.get(Invoice, invoice_id)
+        if invoice is None or not invoice.is_current:
+            raise NotSendable(
+                _("This invoice was replaced, adjusted or cancelled and is not sent.")
             )
+        if method == "email":
+            if recipients.errors or not recipients.to.addresses:
+                raise NotSendable(_("Enter at least one valid recipient email."))
+            if mail_settings() is None:
+                raise NotSendable(_("Set up the invoice email settings before sending."))
+        active = active_delivery(invoice_id)
+        if active is not None:
+            return QueueResult(active, created=False)
+        delivery = Delivery(
+            invoice_id=invoice.id,
+            method=method,
+            recipient_name=recipients.name,
+            to_addresses=recipients.to.joined,
+            cc_addresses=recipients.cc.joined,
+            bcc_addresses=recipients.bcc.joined,
+            created_by_id=user_id,
         )
-        if active is None:
-            raise
-        return QueueResult(active, created=False)
-    if method == "email":
-        invoice.send_status = "queued"
-    db.session.commit()
-    if method == "email":
-        enqueue_delivery(delivery.id)
-        delivery_queued.send(
-            current_app._get_current_object(), invoice_id=invoice.id, delivery_id=delivery.id
-        )
+        if method == "link":
+            token, delivery.token_hash = new_link_token()
+            link = buyer_link(token)
+            delivery.expires_at = link_expiry()
+            delivery.status = OutboxStatus.SENT
+            delivery.finished_at = utcnow()
+        try:
+            # A savepoint: on PostgreSQL a concurrent request may win the one-active index.
+            with db.session.begin_nested():
+                db.session.add(delivery)
+        except IntegrityError:
+            return QueueResult(active_delivery(invoice_id), created=False)
+        ensure_submission(invoice.id, delivery.id, user_id)
+        projection.refresh([invoice.id])
+        if method == "email":
+            outbox.enqueue_after_commit(DELIVERIES, [delivery.id])
     return QueueResult(delivery, created=True, link=link)
 
 
-def enqueue_delivery(delivery_id: int) -> bool:
-    """Put the delivery's job on the queue; if Redis is down the reconciler does it later."""
-    from rq import Retry
-
-    from portal.runtime.queue import get_queue
-
-    intervals = [
-        int(x) for x in str(current_app.config.get("SEND_RETRY_INTERVALS", "30,120,600")).split(",")
-    ]
-    try:
-        get_queue().enqueue(
-            "portal.sending.jobs.deliver_invoice",
-            delivery_id,
-            job_id=f"delivery-{delivery_id}",
-            retry=Retry(max=len(intervals), interval=intervals),
-            job_timeout=int(current_app.config.get("SEND_JOB_TIMEOUT", 180)),
-            failure_ttl=7 * 24 * 3600,
-        )
-    except Exception:  # redis.ConnectionError and friends: the row is safe, retry later
-        log.warning(
-            "could not enqueue delivery %s; the reconciler will", delivery_id, exc_info=True
-        )
-        return False
-    return True
+def retry_intervals() -> list[int]:
+    """Seconds before each retry of a temporary failure (SEND_RETRY_INTERVALS)."""
+    raw = str(current_app.config.get("SEND_RETRY_INTERVALS", "30,120,600"))
+    return [int(x) for x in raw.split(",") if x.strip()]
 
 
-def claim(delivery_id: int) -> bool:
-    """Move a delivery from queued to sending; only one worker can win."""
-    begin_write()
-    result = db.session.execute(
-        update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.status == "queued")
-        .values(status="sending", claimed_at=utcnow(), attempts=Delivery.attempts + 1)
-    )
-    db.session.commit()
-    return result.rowcount == 1
+# One kept SMTP connection per worker thread, reused across consecutive sends.
+connections = mailer.SmtpConnections()
 
 
-def finish(
-    delivery: Delivery, attempt: DeliveryAttempt, status: str, code, message: str, kind: str = ""
-) -> None:
-    """Record the outcome on the attempt, the delivery and the invoice's send status."""
-    now = utcnow()
-    attempt.finished_at = now
-    attempt.outcome = {"queued": "temporary", "failed": "permanent"}.get(status, status)
-    attempt.smtp_code = code
-    attempt.smtp_message = message
-    delivery.status = status
-    delivery.smtp_code = code
-    delivery.smtp_message = message
-    delivery.error_kind = kind
-    if status != "queued":
-        delivery.finished_at = now
+def perform_delivery(delivery_id: int, held: outbox.Claim) -> outbox.Outcome:
+    """Build the email with its files and a new buyer link, and hand it to the mail server."""
+    from portal.buyer.service import link_expiry
+
+    delivery = db.session.get(Delivery, delivery_id)
     invoice = delivery.invoice
-    if last_delivery(invoice.id).id == delivery.id:
-        invoice.send_status = status
-        if status == "sent":
-            invoice.sent_at = now
+    settings = mail_settings()
+    if settings is None:
+        return outbox.Outcome.permanent("no_settings")
+    smtp = smtp_settings(settings)
+    # The files first: a first-time PDF render stores its cache row in a unit of work of its own.
+    files = attachments(invoice)
+    token, token_hash = new_link_token()
+    message_id = mailer.new_message_id(smtp.sender_email)
+    link = buyer_link(token)
+    rendered = render_invoice_email(invoice, delivery.recipient_name, link)
+    # The open signal: a weak one, since mail apps and proxies fetch images by themselves.
+    html = rendered.html + f'<img src="{link}/o.gif" width="1" height="1" alt="">'
+    message = mailer.build_message(
+        smtp,
+        recipient_name=delivery.recipient_name,
+        to=delivery.recipients,
+        cc=[a for a in delivery.cc_addresses.split(";") if a],
+        bcc=[a for a in delivery.bcc_addresses.split(";") if a],
+        subject=rendered.subject,
+        text=rendered.text,
+        html=html,
+        attachments=files,
+        message_id=message_id,
+    )
+    expires_at = link_expiry()
+    db.session.rollback()  # hold no read snapshot while the mail server talks
 
-
-def reconcile() -> dict[str, int]:
-    """Re-enqueue deliveries Redis lost; mark ones a dead worker left mid-send as unknown."""
-    config = current_app.config
-    now = utcnow()
-    counts = {"requeued": 0, "unknown": 0}
-    stale_sending = now - timedelta(seconds=int(config.get("SENDING_STALE_AFTER", 600)))
-    begin_write()
-    stuck = db.session.scalars(
-        db.select(Delivery).filter(
-            Delivery.status == "sending", Delivery.claimed_at < stale_sending
+    def before_data() -> bool:
+        # The link and Message-ID are stored before the server can have the message.
+        return held.mark_data_sent(
+            token_hash=token_hash, message_id=message_id, expires_at=expires_at
         )
-    ).all()
-    for delivery in stuck:
-        attempt = DeliveryAttempt(delivery=delivery, started_at=delivery.claimed_at)
-        db.session.add(attempt)
-        finish(delivery, attempt, "unknown", None, "worker stopped during the send", "no_answer")
-        counts["unknown"] += 1
-    db.session.commit()
-    queued_before = now - timedelta(seconds=int(config.get("QUEUED_STALE_AFTER", 60)))
-    ids = db.session.scalars(
-        db.select(Delivery.id).filter(
-            Delivery.status == "queued", Delivery.queued_at < queued_before
-        )
-    ).all()
-    for delivery_id in ids:
-        if not _job_pending(delivery_id) and enqueue_delivery(delivery_id):
-            counts["requeued"] += 1
-    return counts
-
-
-def _job_pending(delivery_id: int) -> bool:
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
-
-    from portal.runtime.queue import get_redis
 
     try:
-        job = Job.fetch(f"delivery-{delivery_id}", connection=get_redis())
-    except NoSuchJobError:
-        return False
-    return job.get_status() in (
-        JobStatus.QUEUED,
-        JobStatus.SCHEDULED,
-        JobStatus.STARTED,
-        JobStatus.DEFERRED,
+        code, answer = connections.send(smtp, message, before_data)
+    except mailer.SendError as error:
+        log.info("delivery %s: %s %s %s", delivery_id, error.outcome, error.code, error.message)
+        if error.outcome == mailer.UNKNOWN:
+            return outbox.Outcome.unknown(error.kind, error.code, error.message)
+        if error.outcome == mailer.TEMPORARY:
+            return outbox.Outcome.temporary(error.kind, error.code, error.message)
+        return outbox.Outcome.permanent(error.kind, error.code, error.message)
+    return outbox.Outcome.sent(code, answer)
+
+
+def log_attempt(delivery, held, result, status, now) -> None:
+    """Keep one attempt with the mail server's answer (or our reason)."""
+    db.session.add(
+        DeliveryAttempt(
+            delivery_id=delivery.id,
+            started_at=held.claimed_at,
+            finished_at=now,
+            outcome=status,
+            error_kind=result.kind,
+            smtp_code=result.code,
+            smtp_message=result.message,
+            data_sent=held.data_sent,
+        )
     )
+
+
+DELIVERIES = outbox.Kind(
+    name="delivery",
+    model=Delivery,
+    perform=perform_delivery,
+    retry_intervals=retry_intervals,
+    log_attempt=log_attempt,
+    on_change=projection.refresh,
+    timeout=180,
+)
 
 
 def ensure_mail_settings() -> MailSettings | None:
     """Create the first mail settings from MAIL_* (the local catcher under `make run`)."""
-    settings = mail_settings()
     config = current_app.config
-    if settings is not None and config.get("MAIL_CATCHER_DIR") and settings.host == "127.0.0.1":
-        # The catcher may have had to take another port this time.
-        settings.port = int(config["MAIL_PORT"])
-        db.session.commit()
+    with write():
+        settings = mail_settings()
+        if settings is not None and config.get("MAIL_CATCHER_DIR") and settings.host == "127.0.0.1":
+            # The catcher may have had to take another port this time.
+            settings.port = int(config["MAIL_PORT"])
     if settings is not None or not config.get("MAIL_SERVER"):
         return settings
     from portal.models import Seller
@@ -354,6 +328,6 @@ def ensure_mail_settings() -> MailSettings | None:
         or (seller.email if seller else "")
         or config["MAIL_DEFAULT_SENDER"],
     )
-    db.session.add(settings)
-    db.session.commit()
+    with write():
+        db.session.add(settings)
     return settings

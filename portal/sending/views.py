@@ -1,13 +1,16 @@
 """The send dialog: prefilled recipients, preview, send, and the live send status."""
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.auth.views import role_required
-from portal.database import begin_write
+from portal.database import write
 from portal.extensions import db
 from portal.models import Delivery, Invoice
+from portal.outbox import service as outbox
 from portal.sending import service
 from portal.sending.forms import SendForm
 from portal.types import utcnow
@@ -69,9 +72,11 @@ def check(invoice_id: int):
 def preview(invoice_id: int):
     """Show the email exactly as it will go out, with its attachments."""
     invoice = _invoice(invoice_id)
+    args = request.args
     recipients = service.parse_recipients(
-        request.args.get("recipient_name", ""), request.args.get("to", invoice.buyer_email)
-    )
+        args.get("recipient_name", ""), args.get("to", invoice.buyer_email),
+        args.get("cc", ""), args.get("bcc", ""),
+    )  # fmt: skip
     link = service.buyer_link("<" + _("personal link created when sending") + ">")
     email = service.render_invoice_email(invoice, recipients.name, link)
     files = service.attachments(invoice)
@@ -107,8 +112,13 @@ def send(invoice_id: int):
     except service.NotSendable as error:
         context = _dialog_context(invoice, form, refusal=str(error))
         return render("sending/dialog.html", "sending/_dialog.html", **context), 409
+    # On the invoice page the status polls itself; in the list the page's poller follows it.
+    poll_self = _from_invoice_page()
     if result.link:
-        return render("sending/link.html", "sending/_link.html", invoice=invoice, link=result.link)
+        return render(
+            "sending/link.html", "sending/_link.html", invoice=invoice, link=result.link,
+            last=result.delivery, poll_self=poll_self,
+        )  # fmt: skip
     if not request.htmx:
         flash(
             _(
@@ -117,10 +127,16 @@ def send(invoice_id: int):
             )
         )
         return redirect(url_for("invoices.index", tab="all"))
-    response = render_template(
-        "sending/_sent.html", invoice=invoice, delivery=result.delivery, created=result.created
-    )
-    return response, 200, {"HX-Trigger": "delivery-queued"}
+    return render_template(
+        "sending/_sent.html", invoice=invoice, last=result.delivery, created=result.created,
+        poll_self=poll_self,
+    )  # fmt: skip
+
+
+def _from_invoice_page() -> bool:
+    """Whether the htmx request came from an invoice's own page (not the list)."""
+    path = urlsplit(request.headers.get("HX-Current-URL", "")).path
+    return path.startswith("/invoices/")
 
 
 @bp.get("/invoices/<int:invoice_id>/send-status")
@@ -129,51 +145,56 @@ def status(invoice_id: int):
     """The row's send status; it polls itself only while a send is pending."""
     invoice = _invoice(invoice_id)
     return render_template(
-        "sending/_status.html", invoice=invoice, last=service.last_delivery(invoice.id)
-    )
+        "sending/_status.html", invoice=invoice, last=service.last_delivery(invoice.id),
+        poll_self=True,
+    )  # fmt: skip
 
 
 @bp.get("/deliveries/<int:delivery_id>")
 @role_required("viewer")
 def show(delivery_id: int):
-    """One delivery with its attempts and the server's answers."""
+    """A delivery is shown in its invoice's sending history."""
     delivery = db.session.get(Delivery, delivery_id) or abort(404)
-    return render_template("sending/delivery.html", delivery=delivery)
-
-
-@bp.app_template_global()
-def send_status_label(status: str) -> str:
-    from portal.sending.reasons import status_label
-
-    return status_label(status)
-
-
-@bp.app_template_global()
-def send_reason(delivery: Delivery | None) -> str:
-    from portal.sending.reasons import explain
-
-    if delivery is None:
-        return ""
-    return explain(delivery.error_kind, delivery.smtp_code, delivery.smtp_message)
-
-
-@bp.cli.command("reconcile")
-def reconcile_command():
-    """Re-enqueue deliveries Redis lost and mark abandoned sends as unknown."""
-    import click
-
-    counts = service.reconcile()
-    click.echo(f"requeued {counts['requeued']}, marked unknown {counts['unknown']}")
+    return redirect(
+        url_for("invoices.show", invoice_id=delivery.invoice_id, _anchor=f"delivery-{delivery.id}")
+    )
 
 
 @bp.post("/deliveries/<int:delivery_id>/revoke")
 @role_required("sender")
 def revoke(delivery_id: int):
     """Turn off a delivery's buyer link; the buyer then sees that it no longer works."""
-    begin_write()
-    delivery = db.session.get(Delivery, delivery_id) or abort(404)
-    if delivery.revoked_at is None:
-        delivery.revoked_at = utcnow()
-    db.session.commit()
+    with write():
+        delivery = db.session.get(Delivery, delivery_id) or abort(404)
+        if delivery.revoked_at is None:
+            delivery.revoked_at = utcnow()
+        invoice_id = delivery.invoice_id
     flash(_("The buyer link was turned off."))
-    return redirect(url_for("invoices.show", invoice_id=delivery.invoice_id))
+    return redirect(url_for("invoices.show", invoice_id=invoice_id))
+
+
+@bp.app_template_global()
+def send_reason(delivery: Delivery | None) -> str:
+    from portal.sending.reasons import explain
+
+    if delivery is None or not delivery.error_kind:
+        return ""
+    return explain(
+        delivery.error_kind, delivery.reply_code, delivery.reply_message, status=delivery.status
+    )
+
+
+@bp.app_template_global()
+def attempt_reason(attempt) -> str:
+    """The mail server's answer to an attempt that went through, else why it did not."""
+    from portal.sending.reasons import explain
+
+    if not attempt.error_kind:
+        return f"{attempt.smtp_code or ''} {attempt.smtp_message}".strip()
+    return explain(attempt.error_kind, attempt.smtp_code, attempt.smtp_message,
+                   status=attempt.outcome)  # fmt: skip
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    outbox.register(app, service.DELIVERIES)

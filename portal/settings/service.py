@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from portal.database import begin_write
+from portal.database import write
 from portal.extensions import db
 from portal.models import EmailTemplate, Invoice, MailSettings
 from portal.sending import mailer, service, templating
@@ -56,24 +56,23 @@ def password_unreadable(settings: MailSettings | None) -> bool:
 
 def save_mail_settings(values: MailValues) -> MailSettings:
     """Create or update the one MailSettings row; a blank password keeps the stored one."""
-    begin_write()
-    settings = service.mail_settings()
-    if settings is None:
-        settings = MailSettings(host="", sender_email="", password_encrypted="")
-        db.session.add(settings)
-    settings.host = values.host
-    settings.port = values.port
-    settings.security = values.security
-    settings.username = values.username
-    settings.sender_name = values.sender_name
-    settings.sender_email = values.sender_email
-    settings.reply_to = values.reply_to
-    if values.clear_password:
-        settings.password_encrypted = ""
-    elif values.password:
-        settings.password_encrypted = encrypt(values.password)
-    settings.updated_at = utcnow()
-    db.session.commit()
+    with write():
+        settings = service.mail_settings()
+        if settings is None:
+            settings = MailSettings(host="", sender_email="", password_encrypted="")
+            db.session.add(settings)
+        settings.host = values.host
+        settings.port = values.port
+        settings.security = values.security
+        settings.username = values.username
+        settings.sender_name = values.sender_name
+        settings.sender_email = values.sender_email
+        settings.reply_to = values.reply_to
+        if values.clear_password:
+            settings.password_encrypted = ""
+        elif values.password:
+            settings.password_encrypted = encrypt(values.password)
+        settings.updated_at = utcnow()
     return settings
 
 
@@ -122,15 +121,12 @@ def send_test(values: MailValues, to: str) -> TestResult:
 
 def _record(result: TestResult) -> TestResult:
     """Keep the last test's outcome on the stored settings, if there are any."""
-    begin_write()
-    stored = service.mail_settings()
-    if stored is None:
-        db.session.rollback()
-        return result
-    stored.last_test_at = utcnow()
-    stored.last_test_ok = result.ok
-    stored.last_test_message = " ".join(filter(None, [result.reason, result.answer]))[:1000]
-    db.session.commit()
+    with write():
+        stored = service.mail_settings()
+        if stored is not None:
+            stored.last_test_at = utcnow()
+            stored.last_test_ok = result.ok
+            stored.last_test_message = " ".join(filter(None, [result.reason, result.answer]))[:1000]
     return result
 
 
@@ -240,19 +236,17 @@ def sample_variables() -> dict[str, str]:
 
 def save_template(subject: str, text: str, html: str) -> EmailTemplate:
     """Store the seller's invoice email template (the caller checked it)."""
-    begin_write()
-    row = db.session.scalar(db.select(EmailTemplate).filter_by(key="invoice"))
-    if row is None:
-        row = EmailTemplate(key="invoice")
-        db.session.add(row)
-    row.subject, row.body_text, row.body_html = subject, text, html
-    row.updated_at = utcnow()
-    db.session.commit()
+    with write():
+        row = db.session.scalar(db.select(EmailTemplate).filter_by(key="invoice"))
+        if row is None:
+            row = EmailTemplate(key="invoice")
+            db.session.add(row)
+        row.subject, row.body_text, row.body_html = subject, text, html
+        row.updated_at = utcnow()
     return row
 
 
 def restore_default_template() -> None:
     """Drop the seller's template, so the built-in one is used again."""
-    begin_write()
-    db.session.execute(db.delete(EmailTemplate).filter_by(key="invoice"))
-    db.session.commit()
+    with write():
+        db.session.execute(db.delete(EmailTemplate).filter_by(key="invoice"))

@@ -4,7 +4,7 @@ from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
 from portal.auth.views import role_required
-from portal.database import begin_write
+from portal.database import write
 from portal.extensions import db
 from portal.models import InvoiceSeries, Seller
 from portal.sending import service, templating
@@ -102,13 +102,12 @@ def company():
     seller = db.session.scalar(db.select(Seller).limit(1))
     form = CompanyForm(obj=seller)
     if form.validate_on_submit():
-        begin_write()
-        seller = db.session.scalar(db.select(Seller).limit(1))
-        if seller is None:
-            seller = Seller(name="", tax_code="")
-            db.session.add(seller)
-        form.populate_obj(seller)
-        db.session.commit()
+        with write():
+            seller = db.session.scalar(db.select(Seller).limit(1))
+            if seller is None:
+                seller = Seller(name="", tax_code="")
+                db.session.add(seller)
+            form.populate_obj(seller)
         flash(_("Company profile saved."))
         return redirect(url_for("settings.company"))
     return render_template("settings/company.html", form=form, seller=seller)
@@ -120,16 +119,17 @@ def series():
     """The invoice forms and series (1K26TAA) and the next number each will hand out."""
     form = SeriesForm()
     if form.validate_on_submit():
-        begin_write()
-        exists = db.session.scalar(
-            db.select(InvoiceSeries.id).filter_by(form=int(form.form.data), series=form.series.data)
-        )
+        with write():
+            exists = db.session.scalar(
+                db.select(InvoiceSeries.id).filter_by(
+                    form=int(form.form.data), series=form.series.data
+                )
+            )
+            if not exists:
+                db.session.add(InvoiceSeries(form=int(form.form.data), series=form.series.data))
         if exists:
             form.series.errors.append(_("This series exists already."))
-            db.session.rollback()
         else:
-            db.session.add(InvoiceSeries(form=int(form.form.data), series=form.series.data))
-            db.session.commit()
             flash(_("Series added."))
             return redirect(url_for("settings.series"))
     rows = db.session.scalars(db.select(InvoiceSeries).order_by(InvoiceSeries.series)).all()

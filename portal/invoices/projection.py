@@ -1,0 +1,104 @@
+"""The invoice's status columns, derived from its deliveries, receipt events and tax submissions.
+
+`refresh()` is their one writer. Every unit of work that changes a delivery, a receipt event
+or a tax submission calls it for the invoices concerned, so the list (which filters and
+counts on these columns) always agrees with the rows they come from.
+"""
+
+from sqlalchemy import case, func, select, update
+
+from portal.extensions import db
+from portal.models import Delivery, Invoice, ReceiptEvent, TaxSubmission
+from portal.statuses import OutboxStatus, SendStatus, TaxStatus
+
+# Events that show a person has the invoice, and the weak one (mail apps fetch images alone).
+STRONG_RECEIPTS = ("page_shown", "pdf_downloaded", "xml_downloaded", "receipt_confirmed")
+WEAK_RECEIPTS = ("email_opened",)
+
+
+def _latest_delivery_status():
+    return (
+        select(Delivery.status)
+        .where(Delivery.invoice_id == Invoice.id)
+        .order_by(Delivery.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _sent_at():
+    return (
+        select(func.max(Delivery.finished_at))
+        .where(Delivery.invoice_id == Invoice.id, Delivery.status == OutboxStatus.SENT)
+        .scalar_subquery()
+    )
+
+
+def _first_receipt(column, kinds: tuple[str, ...]):
+    return (
+        select(column)
+        .where(
+            ReceiptEvent.invoice_id == Invoice.id,
+            ReceiptEvent.kind.in_(kinds),
+            ReceiptEvent.possibly_automatic.is_(False),
+        )
+        .order_by(ReceiptEvent.at, ReceiptEvent.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _tax_status():
+    """The latest submission's state, in the tax authority's terms.
+
+    Not yet attempted: not sent. Handed over or in flight: waiting for the authority.
+    Retrying or given up: sending to the tax authority failed.
+    """
+
+    def latest(column):
+        return (
+            select(column)
+            .where(TaxSubmission.invoice_id == Invoice.id)
+            .order_by(TaxSubmission.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+
+    status = latest(TaxSubmission.status)
+    failed = (OutboxStatus.RETRYING.value, OutboxStatus.FAILED.value)
+    return case(
+        (status.is_(None), TaxStatus.NOT_SENT.value),
+        (latest(TaxSubmission.attempts) == 0, TaxStatus.NOT_SENT.value),
+        (status.in_(failed), TaxStatus.FAILED.value),
+        else_=TaxStatus.PENDING.value,
+    )
+
+
+def refresh(invoice_ids: list[int]) -> None:
+    """Recompute send status, sent at, received and tax status of these invoices, in SQL."""
+    ids = sorted(set(invoice_ids))
+    if not ids:
+        return
+    strong_at = _first_receipt(ReceiptEvent.at, STRONG_RECEIPTS)
+    strong_kind = _first_receipt(ReceiptEvent.kind, STRONG_RECEIPTS)
+    db.session.execute(
+        update(Invoice)
+        .where(Invoice.id.in_(ids))
+        .values(
+            send_status=func.coalesce(_latest_delivery_status(), SendStatus.NOT_SENT.value),
+            sent_at=_sent_at(),
+            received_at=func.coalesce(strong_at, _first_receipt(ReceiptEvent.at, WEAK_RECEIPTS)),
+            received_kind=func.coalesce(
+                strong_kind, _first_receipt(ReceiptEvent.kind, WEAK_RECEIPTS), ""
+            ),
+            tax_status=_tax_status(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    # Invoices loaded in this session read the new values on their next access.
+    wanted = set(ids)
+    for item in list(db.session.identity_map.values()):
+        if isinstance(item, Invoice) and item.id in wanted:
+            db.session.expire(
+                item, ["send_status", "sent_at", "received_at", "received_kind", "tax_status"]
+            )

@@ -1,0 +1,399 @@
+"""Claim, perform, finish and reconcile outbox items: the database decides, Redis only wakes.
+
+An item (an email delivery, a tax submission) is a row with the columns of
+`portal.models.OutboxItem`. Its life (docs/decisions.md, "Outbox"):
+
+    queued --claim--> sending --perform--> sent | failed | unknown
+                                   \\--temporary failure--> retrying --when due--> queued
+
+A job `run(kind, id)` claims the row with a conditional update, so that one worker at most
+holds it, whatever RQ or Redis do; performs it; and records the outcome in one unit of
+work. "When to try again" is `next_attempt_at` on the row. The reconciler (a job on the
+high-priority queue, enqueued every few seconds by the worker pool) turns due retries back
+into queued items and enqueues them, re-enqueues queued items whose job Redis lost, and
+resolves claims whose worker died: back to queued when the data had not gone out, unknown
+when it had (`data_sent_at`, written just before the data goes out).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import redis
+from flask import Flask, current_app
+from rq.job import Job
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+
+from portal.database import after_commit, write
+from portal.extensions import db
+from portal.runtime.queue import DEFAULT, enqueue_calls, get_redis
+from portal.statuses import OutboxStatus
+from portal.types import utcnow
+
+log = logging.getLogger(__name__)
+
+RUN = "portal.outbox.service.run"
+# RQ job states in which the job will still run (or is running).
+PENDING_JOB_STATES = {b"queued", b"started", b"scheduled", b"deferred"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What performing an item came to: its next status, and why."""
+
+    status: OutboxStatus  # SENT, RETRYING (a temporary failure), FAILED or UNKNOWN
+    kind: str = ""  # why it did not succeed: a key of the kind's reasons
+    code: int | None = None  # the other side's answer code, if it answered
+    message: str = ""  # the other side's answer, or what went wrong on our side
+    retry_now: bool = False  # try again at once (our side was interrupted, not theirs)
+
+    @classmethod
+    def sent(cls, code: int | None, message: str) -> Outcome:
+        return cls(OutboxStatus.SENT, "", code, message)
+
+    @classmethod
+    def temporary(cls, kind: str, code: int | None = None, message: str = "") -> Outcome:
+        return cls(OutboxStatus.RETRYING, kind, code, message)
+
+    @classmethod
+    def permanent(cls, kind: str, code: int | None = None, message: str = "") -> Outcome:
+        return cls(OutboxStatus.FAILED, kind, code, message)
+
+    @classmethod
+    def unknown(cls, kind: str, code: int | None = None, message: str = "") -> Outcome:
+        return cls(OutboxStatus.UNKNOWN, kind, code, message)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of outbox item and what differs between kinds: how to perform and record it."""
+
+    name: str
+    model: type
+    # perform(item_id, claim) -> Outcome; runs outside any unit of work and must call
+    # claim.mark_data_sent() just before the data leaves (and stop if it returns False).
+    perform: Callable[[int, Claim], Outcome]
+    # Seconds to wait before each retry; the item fails after len() + 1 attempts.
+    retry_intervals: Callable[[], list[int]]
+    # log_attempt(item, claim, outcome, status, now): keep the attempt, inside the unit of work.
+    log_attempt: Callable | None = None
+    # on_change(invoice_ids): refresh what is derived from the items (the invoice's status).
+    on_change: Callable[[list[int]], None] | None = None
+    timeout: int = 180  # seconds RQ lets one job run
+
+
+@dataclass
+class Claim:
+    """A worker's hold on one item for one attempt."""
+
+    kind: Kind
+    item_id: int
+    attempt: int
+    claimed_at: datetime
+    claimed_by: str
+    data_sent: bool = False
+
+    def mark_data_sent(self, **values) -> bool:
+        """Record that the data is about to go out (with values such as the link's hash).
+
+        False when the claim was lost meanwhile (the reconciler gave up on this worker):
+        the caller must then not send anything.
+        """
+        model = self.kind.model
+        with write():
+            result = db.session.execute(
+                update(model)
+                .where(
+                    model.id == self.item_id,
+                    model.status == OutboxStatus.SENDING,
+                    model.attempts == self.attempt,
+                )
+                .values(data_sent_at=utcnow(), **values)
+            )
+        self.data_sent = result.rowcount == 1
+        return self.data_sent
+
+
+# --- kinds -------------------------------------------------------------------------------
+
+
+def register(app: Flask, kind: Kind) -> None:
+    """Make a kind known to the app (each capability registers its own in init_app)."""
+    app.extensions.setdefault("outbox_kinds", {})[kind.name] = kind
+
+
+def kinds() -> list[Kind]:
+    return list(current_app.extensions.get("outbox_kinds", {}).values())
+
+
+def get_kind(name: str) -> Kind:
+    return current_app.extensions["outbox_kinds"][name]
+
+
+def job_id(kind: Kind, item_id: int) -> str:
+    return f"{kind.name}-{item_id}"
+
+
+def enqueue(kind: Kind, item_ids: list[int]) -> bool:
+    """Enqueue the items' jobs in one round trip (call after the commit that made them)."""
+    return enqueue_calls(
+        DEFAULT,
+        RUN,
+        [(kind.name, item_id) for item_id in item_ids],
+        job_ids=[job_id(kind, item_id) for item_id in item_ids],
+        timeout=kind.timeout,
+    )
+
+
+def enqueue_after_commit(kind: Kind, item_ids: list[int]) -> None:
+    """Enqueue the items once the current unit of work has committed them."""
+    if item_ids:
+        after_commit(lambda: enqueue(kind, list(item_ids)))
+
+
+# --- who holds a claim -------------------------------------------------------------------
+
+_identity: tuple[int, str] | None = None
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (from /proc), or None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[19] if fields[0] != "Z" else None
+
+
+def worker_identity() -> str:
+    """This process as host:pid:start-time; the start time tells a reused pid apart."""
+    global _identity
+    pid = os.getpid()
+    if _identity is None or _identity[0] != pid:
+        _identity = (pid, f"{socket.gethostname()}:{pid}:{_start_time(pid) or 0}")
+    return _identity[1]
+
+
+def claimer_alive(claimed_by: str) -> bool:
+    """Whether the process holding a claim still runs; on another host, trust its lease."""
+    host, _, rest = claimed_by.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    return _start_time(int(pid)) == started
+
+
+# --- one item ----------------------------------------------------------------------------
+
+
+def claim(kind: Kind, item_id: int) -> Claim | None:
+    """Take a queued item for this worker; None when it is not queued (another has it)."""
+    model = kind.model
+    now = utcnow()
+    me = worker_identity()
+    lease = timedelta(seconds=int(current_app.config.get("OUTBOX_LEASE", 300)))
+    with write():
+        if db.engine.dialect.name == "postgresql":
+            # Skip a row another worker is claiming right now instead of queueing behind it.
+            free = db.session.scalar(
+                select(model.id)
+                .where(model.id == item_id, model.status == OutboxStatus.QUEUED)
+                .with_for_update(skip_locked=True)
+            )
+            if free is None:
+                return None
+        row = db.session.execute(
+            update(model)
+            .where(model.id == item_id, model.status == OutboxStatus.QUEUED)
+            .values(
+                status=OutboxStatus.SENDING,
+                attempts=model.attempts + 1,
+                claimed_at=now,
+                claimed_by=me,
+                lease_until=now + lease,
+                data_sent_at=None,
+            )
+            .returning(model.attempts, model.invoice_id)
+        ).first()
+        if row is None:
+            return None
+        if kind.on_change:
+            kind.on_change([row.invoice_id])
+    return Claim(kind, item_id, row.attempts, now, me)
+
+
+def run(kind_name: str, item_id: int) -> str:
+    """Job: claim one item, perform it, record the outcome; a second run does nothing."""
+    kind = get_kind(kind_name)
+    held = claim(kind, item_id)
+    if held is None:
+        return "skipped"
+    try:
+        outcome = kind.perform(item_id, held)
+    except Exception as error:
+        # Our fault (a bug, a locked database), not the other side's: say so, and retry
+        # unless the data may already be out.
+        db.session.rollback()
+        log.exception("%s %s: attempt %s failed on our side", kind.name, item_id, held.attempt)
+        problem = "database_busy" if isinstance(error, OperationalError) else "internal"
+        message = f"{type(error).__name__}: {error}"[:500]
+        if held.data_sent:
+            outcome = Outcome.unknown(problem, None, message)
+        else:
+            outcome = Outcome.temporary(problem, None, message)
+    finish(held, outcome)
+    return outcome.status.value
+
+
+def finish(held: Claim, outcome: Outcome) -> None:
+    """Record an attempt's outcome; keep trying while the database is locked (up to 2 minutes).
+
+    The outcome of data that went out must not be lost to a lock: if it still cannot be
+    written, the lease runs out and the reconciler calls the item unknown.
+    """
+    patience = float(current_app.config.get("OUTBOX_FINISH_PATIENCE", 120))
+    deadline = time.monotonic() + patience
+    pause = 0.5
+    while True:
+        try:
+            with write():
+                _apply(held, outcome, utcnow())
+            return
+        except OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("%s %s: database busy, recording again", held.kind.name, held.item_id)
+            time.sleep(pause)
+            pause = min(pause * 2, 8)
+
+
+def _apply(held: Claim, outcome: Outcome, now: datetime) -> bool:
+    """Move the item to the outcome's status, inside the caller's unit of work."""
+    kind = held.kind
+    options = {"populate_existing": True}
+    if db.engine.dialect.name == "postgresql":
+        options["with_for_update"] = True
+    item = db.session.get(kind.model, held.item_id, **options)
+    if (
+        item is None
+        or item.attempts != held.attempt
+        or item.status not in (OutboxStatus.SENDING, OutboxStatus.UNKNOWN)
+    ):
+        # Someone else decided meanwhile (the reconciler gave up on this worker and another
+        # attempt started): this attempt's outcome is no longer the item's.
+        log.warning("%s %s: attempt %s outcome %s dropped", kind.name, held.item_id,
+                    held.attempt, outcome.status)  # fmt: skip
+        return False
+    status = outcome.status
+    if status == OutboxStatus.RETRYING:
+        intervals = kind.retry_intervals()
+        if item.attempts <= len(intervals):
+            wait = 0 if outcome.retry_now else intervals[item.attempts - 1]
+            item.next_attempt_at = now + timedelta(seconds=wait)
+        else:
+            status = OutboxStatus.FAILED
+    item.status = status
+    item.error_kind = outcome.kind
+    item.reply_code = outcome.code
+    item.reply_message = outcome.message
+    item.lease_until = None
+    item.finished_at = now if status.is_final else None
+    if kind.log_attempt:
+        kind.log_attempt(item, held, outcome, status, now)
+    if kind.on_change:
+        kind.on_change([item.invoice_id])
+    return True
+
+
+# --- the reconciler ------------------------------------------------------------------------
+
+
+def reconcile() -> dict[str, dict[str, int]]:
+    """Job: for every kind, resolve abandoned claims, run what is due, re-enqueue what Redis lost."""
+    return {kind.name: reconcile_kind(kind) for kind in kinds()}
+
+
+def reconcile_kind(kind: Kind) -> dict[str, int]:
+    model = kind.model
+    now = utcnow()
+    counts = {"abandoned": 0, "due": 0, "requeued": 0}
+    with write():
+        claims = db.session.execute(
+            select(
+                model.id, model.attempts, model.claimed_at, model.claimed_by,
+                model.lease_until, model.data_sent_at,
+            ).where(model.status == OutboxStatus.SENDING)
+        ).all()  # fmt: skip
+        for row in claims:
+            if (
+                row.lease_until is not None
+                and row.lease_until > now
+                and claimer_alive(row.claimed_by)
+            ):
+                continue
+            held = Claim(kind, row.id, row.attempts, row.claimed_at, row.claimed_by,
+                         data_sent=row.data_sent_at is not None)  # fmt: skip
+            if held.data_sent:
+                outcome = Outcome.unknown("worker_stopped", None, "worker stopped after the data")
+            else:
+                outcome = Outcome(OutboxStatus.RETRYING, "worker_stopped", None,
+                                  "worker stopped before the data", retry_now=True)  # fmt: skip
+            counts["abandoned"] += _apply(held, outcome, now)
+        due = select(model.id).where(
+            model.status == OutboxStatus.RETRYING, model.next_attempt_at <= now
+        )
+        if db.engine.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        due_ids = list(db.session.scalars(due))
+        if due_ids:
+            rows = db.session.execute(
+                update(model)
+                .where(model.id.in_(due_ids))
+                .values(status=OutboxStatus.QUEUED)
+                .returning(model.invoice_id)
+            ).all()
+            if kind.on_change:
+                kind.on_change([row.invoice_id for row in rows])
+            enqueue_after_commit(kind, due_ids)
+        counts["due"] = len(due_ids)
+    counts["requeued"] = _requeue_lost(kind, now)
+    return counts
+
+
+def _requeue_lost(kind: Kind, now: datetime) -> int:
+    """Enqueue queued items that waited a while and whose job Redis no longer holds."""
+    model = kind.model
+    stale_after = int(current_app.config.get("QUEUED_STALE_AFTER", 15))
+    ids = list(
+        db.session.scalars(
+            select(model.id).where(
+                model.status == OutboxStatus.QUEUED,
+                model.next_attempt_at <= now - timedelta(seconds=stale_after),
+            )
+        )
+    )
+    db.session.rollback()  # end the read
+    if not ids:
+        return 0
+    try:
+        with get_redis().pipeline(transaction=False) as pipe:
+            for item_id in ids:
+                pipe.hget(Job.key_for(job_id(kind, item_id)), "status")
+            states = pipe.execute()
+    except redis.RedisError:
+        log.warning("Redis is away; %d queued %s items wait for it", len(ids), kind.name)
+        return 0
+    lost = [i for i, state in zip(ids, states, strict=True) if state not in PENDING_JOB_STATES]
+    if lost and enqueue(kind, lost):
+        log.info("re-enqueued %d %s items Redis did not hold", len(lost), kind.name)
+        return len(lost)
+    return 0

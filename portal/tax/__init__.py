@@ -1,0 +1,1 @@
+"""Transfer invoice data to the tax authority (CQT) through a T-VAN provider."""
