@@ -2,13 +2,15 @@
 
 from pathlib import Path
 
-from flask import Flask
-
 from portal.config import ROOT, Config, load_secret_key
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+def create_app(test_config: dict | None = None):
     """Build the Flask app; no I/O beyond reading settings and the kept secret key."""
+    # Imported here: the launcher and the worker pool import this package (for its config)
+    # and supervise processes without loading Flask at all.
+    from flask import Flask
+
     config = Config()
     app = Flask(
         __name__,

@@ -120,9 +120,11 @@ def main() -> int:
             children[-1].launch()
         _setup(env)
         worker = [sys.executable, str(ROOT / "worker.py"), "--workers", env.get("WORKERS", "2")]
+        # One web process with 8 threads serves a small team (its requests wait on the
+        # database, not the CPU: PDFs are rendered by the workers); each more costs about 110 MB.
         web = [sys.executable, "-m", "gunicorn", "app:app", "--workers",
-               env.get("WEB_WORKERS", "2"), "--threads", "4", "--bind", f"{host}:{port}",
-               "--access-logfile", "-"]  # fmt: skip
+               env.get("WEB_WORKERS", "1"), "--threads", env.get("WEB_THREADS", "8"),
+               "--bind", f"{host}:{port}", "--access-logfile", "-"]  # fmt: skip
         for name, args in (("worker", worker), ("web", web)):
             children.append(Child(name, lambda args=args: _spawn(args, env)))
             children[-1].launch()

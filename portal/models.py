@@ -140,11 +140,11 @@ class Invoice(db.Model):
     warnings: Mapped[str] = mapped_column(Text, default="")
     source: Mapped[str] = mapped_column(String(16), default="import")
 
-    # The exact signed bytes as issued; never re-serialised (DOMAIN.md).
+    # The exact signed bytes as issued; never re-serialised (docs/domain.md).
     xml: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     xml_sha256: Mapped[str] = mapped_column(String(64))
 
-    # Accent-free lower-case number, buyer, tax code and email for search (PITFALLS.md).
+    # Accent-free lower-case number, buyer, tax code and email for search (docs/stack.md, "SQLite").
     search_text: Mapped[str] = mapped_column(Text, default="")
 
     # A projection of the deliveries, receipt events and tax submissions, written only by

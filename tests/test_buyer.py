@@ -217,3 +217,15 @@ def test_the_seller_can_turn_a_link_off(portal_app, smtp_server, users):
     viewer = portal_app.test_client()
     login(viewer, "viewer")
     assert viewer.post(f"/deliveries/{delivery_id}/revoke").status_code == 403
+
+
+def test_pages_answer_and_limits_still_count_while_redis_is_down(tmp_path, migrated_db):
+    # The rate-limit storage is a Redis that does not answer: the limiter counts in memory.
+    client = make_app(tmp_path, migrated_db, RATELIMIT_ENABLED=True,
+                      RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0").test_client()  # fmt: skip
+    assert client.get("/tra-cuu").status_code == 200
+    assert client.get("/login").status_code == 200
+    statuses = [
+        client.post("/tra-cuu", data={"code": f"GUESS{n:05d}"}).status_code for n in range(15)
+    ]
+    assert 500 not in statuses and statuses[-1] == 429

@@ -95,7 +95,7 @@ def test_decomposed_input_draws_exactly_what_composed_input_draws(app):
         from_nfd = service.render_pdf(invoice)
         invoice.buyer_name = composed
         from_nfc = service.render_pdf(invoice)
-    # Text extraction reads both the same even with misplaced marks (PITFALLS.md), so
+    # Text extraction reads both the same even with misplaced marks (docs/stack.md, "PDFs"), so
     # compare the drawing operators themselves.
     assert composed in flat(pdf_text(from_nfd))
     assert content_streams(from_nfd) == content_streams(from_nfc)

@@ -1,4 +1,4 @@
-"""Amount in words follows DOMAIN.md, including the cases num2words gets wrong."""
+"""Amount in words follows docs/domain.md, including the cases num2words gets wrong."""
 
 import random
 from decimal import Decimal

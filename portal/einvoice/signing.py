@@ -2,7 +2,7 @@
 
 The signature sits in HDon/DSCKS/NBan as `<Signature xmlns="...xmldsig#">` (a default
 namespace), canonicalised with C14N 2001-03-15, with one reference to `#<DLHDon Id>` and
-one to an Object holding the SigningTime. signxml rejects such files (PITFALLS.md), so
+one to an Object holding the SigningTime. signxml rejects such files (docs/stack.md, "XML signatures"), so
 libxmlsec1 does the cryptography here and lxml only builds and reads the tree.
 
 Errors are `SignatureError`: `message` is an English template (a gettext msgid), `params`

@@ -1,4 +1,4 @@
-"""Write an amount in Vietnamese words, for invoices we issue (DOMAIN.md's rules).
+"""Write an amount in Vietnamese words, for invoices we issue (docs/domain.md, "Amount in words").
 
 num2words gets several Vietnamese amounts wrong (523 056, 145 001 000, negatives), so
 invoices use this function. Imported invoices keep the issuer's words verbatim.

@@ -296,7 +296,7 @@ def parse_tree(root) -> Document:
     if tt_el is None or _decimal(tt_el, "TgTTTBSo", "TToan/TgTTTBSo") is None:
         raise InvoiceXmlError("%(element)s is missing or empty.", element="TToan/TgTTTBSo")
     doc.total_amount = _decimal(tt_el, "TgTTTBSo", "TToan/TgTTTBSo")
-    # Kept verbatim: the issuer's wording is what the buyer saw (DOMAIN.md).
+    # Kept verbatim: the issuer's wording is what the buyer saw (docs/domain.md).
     doc.amount_in_words = _text(tt_el, "TgTTTBChu", "TToan/TgTTTBChu")
     return doc
 

@@ -2,7 +2,7 @@
 
 Fonts are the TTF files shipped in static/fonts (config PDF_FONT_DIR). xhtml2pdf silently
 falls back to Helvetica, which has no Vietnamese, for a font it may not read, and draws a
-bold run in the regular face unless the bold TTF has its own @font-face (PITFALLS.md). So
+bold run in the regular face unless the bold TTF has its own @font-face (docs/stack.md, "PDFs"). So
 html_to_pdf gives every document @font-face rules for both, lets xhtml2pdf read nothing
 but the font folder, and `self_check` renders every Vietnamese letter and reads the PDF
 back before a worker or the launcher goes on.
@@ -14,11 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flask import current_app, has_app_context
-from pypdf import PdfReader
-from reportlab.pdfbase.ttfonts import TTFontFile
-from xhtml2pdf import pisa
-from xhtml2pdf.config.resources import ResourceAccessPolicy
-from xhtml2pdf.default import DEFAULT_CSS
 
 from portal.config import ROOT
 from portal.text import nfc
@@ -64,6 +59,8 @@ def font_face_css(fonts: Path) -> str:
 
 def base_css(fonts: Path) -> str:
     """Return xhtml2pdf's defaults plus the bundled fonts for every element (A4 is default)."""
+    from xhtml2pdf.default import DEFAULT_CSS
+
     # Given as the user-agent sheet, so every document gets the fonts without asking and a
     # template's own rules still win; Courier for <pre>/<code> would draw no Vietnamese.
     return (
@@ -75,6 +72,11 @@ def base_css(fonts: Path) -> str:
 
 def html_to_pdf(html: str, fonts: Path | None = None) -> bytes:
     """Render NFC-normalised HTML to an A4 PDF in the bundled fonts, reading only their folder."""
+    # xhtml2pdf and ReportLab weigh about 25 MB in each process that imports them; web
+    # processes rarely render (PDFs are rendered ahead by the workers), so import them here.
+    from xhtml2pdf import pisa
+    from xhtml2pdf.config.resources import ResourceAccessPolicy
+
     fonts = fonts or font_dir()
     output = io.BytesIO()
     # The policy is what makes fonts outside the app's folder load at all, and it keeps a
@@ -103,12 +105,16 @@ def vietnamese_letters() -> str:
 
 def missing_glyphs(font_path: Path, text: str) -> list[str]:
     """Return the characters the TTF's cmap leaves out or maps to .notdef (spaces aside)."""
+    from reportlab.pdfbase.ttfonts import TTFontFile
+
     cmap = TTFontFile(str(font_path)).charToGlyph
     return [ch for ch in dict.fromkeys(text) if not ch.isspace() and not cmap.get(ord(ch))]
 
 
 def postscript_name(font_path: Path) -> str:
     """Return the name a PDF gives the embedded font (after its subset tag)."""
+    from reportlab.pdfbase.ttfonts import TTFontFile
+
     name = TTFontFile(str(font_path)).name
     return name.decode() if isinstance(name, bytes) else name
 
@@ -134,6 +140,8 @@ def drawn_fonts(pdf: bytes) -> dict[str, DrawnFont]:
         descriptor = descriptor.get_object() if descriptor is not None else {}
         embedded = any(key in descriptor for key in ("/FontFile", "/FontFile2", "/FontFile3"))
         fonts.setdefault(base, DrawnFont(base, embedded)).text.append(text)
+
+    from pypdf import PdfReader
 
     for page in PdfReader(io.BytesIO(pdf)).pages:
         page.extract_text(visitor_text=visit)

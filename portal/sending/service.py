@@ -257,6 +257,7 @@ def perform_delivery(delivery_id: int, held: outbox.Claim) -> outbox.Outcome:
             token_hash=token_hash, message_id=message_id, expires_at=expires_at
         )
 
+    connections.idle_timeout = float(current_app.config.get("SMTP_IDLE_TIMEOUT", 30))
     try:
         code, answer = connections.send(smtp, message, before_data)
     except mailer.SendError as error:

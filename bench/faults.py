@@ -1,0 +1,211 @@
+"""Send invoices while things break, and count at the receiving SMTP server what happened.
+
+    .venv/bin/python bench/faults.py [-n 300] [--quick] [--only NAME ...]
+
+Starts the system the way `make run` does (embedded Redis, the worker pool, gunicorn), with
+the bench's own SMTP server as the mail server. For each fault it sends N invoices through
+the HTTP endpoint in one burst, injects the fault once a third of them arrived, and waits
+until every delivery has ended, with no manual step. Then it counts, per invoice, how many
+times the server received it, and compares that with the state the portal shows:
+
+- lost: never received, and not shown failed or unknown with a reason;
+- duplicated: received more than once;
+- false state: a state that contradicts the server (sent but never received, failed but
+  received and answered, or still in flight when the run ended).
+
+Unknown is never false: the data went out and no answer came. --quick shortens the faults
+(a 10 s mail outage, a 6 s silent server) and the retry intervals, for the test suite.
+"""
+
+import argparse
+import sqlite3
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.sink import Sink  # noqa: E402
+from bench.system import Client, System, free_port  # noqa: E402
+
+FINAL = {"sent", "failed", "unknown"}
+
+
+def kill_workers(system: System, sink: Sink, options) -> str:
+    import os
+    import signal
+
+    pids = system.worker_pids()
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    return f"SIGKILLed workers {pids}"
+
+
+def kill_redis(system: System, sink: Sink, options) -> str:
+    import os
+    import signal
+
+    pid = system.child("redis-server")
+    os.kill(pid, signal.SIGKILL)
+    return f"SIGKILLed redis-server {pid}"
+
+
+def refuse_mail(system: System, sink: Sink, options) -> str:
+    sink.stop()
+    threading.Timer(options.outage, sink.start).start()
+    return f"mail server refusing connections for {options.outage:.0f} s"
+
+
+def silent_mail(system: System, sink: Sink, options) -> str:
+    sink.handler.mode = "silent"
+
+    def speak():
+        sink.handler.mode = "normal"
+
+    threading.Timer(options.silence, speak).start()
+    return f"mail server taking the data and never answering for {options.silence:.0f} s"
+
+
+def lock_database(system: System, sink: Sink, options) -> str:
+    def hold():
+        other = sqlite3.connect(system.folder / "portal.db", isolation_level=None, timeout=30)
+        other.execute("BEGIN IMMEDIATE")
+        time.sleep(options.lock)
+        other.execute("ROLLBACK")
+        other.close()
+
+    threading.Thread(target=hold, daemon=True).start()
+    return f"database write-locked by another process for {options.lock:.0f} s"
+
+
+FAULTS = {
+    "none": None,
+    "workers killed": kill_workers,
+    "redis killed": kill_redis,
+    "mail refusing": refuse_mail,
+    "mail silent": silent_mail,
+    "database locked": lock_database,
+}
+
+
+def run_fault(name, inject, system: System, sink: Sink, client: Client, ids: list[int], options):
+    """Send one batch, inject the fault a third of the way, wait until it all ended."""
+    addresses = {invoice_id: f"inv{invoice_id}@bench.example.com" for invoice_id in ids}
+    before = sink.count()
+    started = time.monotonic()
+    note = ""
+
+    def send(invoice_id: int) -> int:
+        return client.post(f"/invoices/{invoice_id}/send",
+                           {"to": addresses[invoice_id], "method": "email"})  # fmt: skip
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = pool.map(send, ids)
+        if inject:
+            deadline = time.monotonic() + 120
+            while sink.count() - before < len(ids) // 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            note = inject(system, sink, options)
+        answers = list(answers)
+    refused = sum(1 for status in answers if status != 200)
+    deadline = time.monotonic() + options.settle
+    while time.monotonic() < deadline:
+        states = system.deliveries(ids)
+        if len(states) == len(ids) - refused and all(
+            row["status"] in FINAL for row in states.values()
+        ):
+            break
+        time.sleep(0.5)
+    elapsed = time.monotonic() - started
+    return count(name, note, ids, addresses, system, sink, refused, elapsed)
+
+
+def count(name, note, ids, addresses, system: System, sink: Sink, refused, elapsed) -> dict:
+    by_address: dict[str, list] = {}
+    for got in sink.received():
+        for to in got.rcpt_tos:
+            by_address.setdefault(to, []).append(got)
+    states = system.deliveries(ids)
+    shown = system.invoice_statuses(ids)
+    row = Counter()
+    for invoice_id in ids:
+        got = by_address.get(addresses[invoice_id], [])
+        delivery = states.get(invoice_id)
+        status = delivery["status"] if delivery else "not sent"
+        row["received once" if len(got) == 1 else "never" if not got else "twice+"] += 1
+        row[status] += 1
+        reason = bool(delivery and delivery["error_kind"])
+        if not got and not (status in ("failed", "unknown") and reason):
+            row["lost"] += 1
+        if len(got) > 1:
+            row["duplicated"] += 1
+        answered = any(g.answered for g in got)
+        false = (
+            (status == "sent" and not answered)
+            or (status == "failed" and answered)
+            or status not in FINAL
+            or (delivery and shown.get(invoice_id) != status)  # the list says otherwise
+        )
+        row["false states"] += bool(false)
+    row["refused by the web"] = refused
+    return {"fault": name, "note": note, "seconds": elapsed, **row}
+
+
+COLUMNS = ["received once", "twice+", "never", "sent", "failed", "unknown", "lost",
+           "duplicated", "false states", "seconds"]  # fmt: skip
+
+
+def print_table(rows: list[dict], n: int) -> None:
+    print(f"\n{n} invoices per fault, counted at the receiving SMTP server and in the database")
+    print(f"{'fault':18}" + "".join(f"{c:>14}" for c in COLUMNS))
+    for row in rows:
+        cells = [f"{row.get(c, 0):14.0f}" if c == "seconds" else f"{row.get(c, 0):14d}"
+                 for c in COLUMNS]  # fmt: skip
+        print(f"{row['fault']:18}" + "".join(cells))
+    for row in rows:
+        if row["note"]:
+            print(f"  {row['fault']}: {row['note']}")
+    totals = {key: sum(row.get(key, 0) for row in rows) for key in ("lost", "duplicated")}
+    false = sum(row.get("false states", 0) for row in rows)
+    print(f"lost: {totals['lost']} duplicated: {totals['duplicated']} false states: {false}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=300, help="invoices sent per fault")
+    parser.add_argument("--quick", action="store_true", help="short faults, for the suite")
+    parser.add_argument("--only", nargs="*", choices=list(FAULTS), help="run these faults only")
+    parser.add_argument("--keep", action="store_true", help="keep the instance folder")
+    options = parser.parse_args(argv)
+    faults = {name: FAULTS[name] for name in (options.only or FAULTS)}
+    env = {}
+    options.outage, options.silence, options.lock, options.settle = 60, 20, 10, 600
+    if options.quick:
+        options.outage, options.silence, options.settle = 10, 6, 240
+        env.update(SEND_RETRY_INTERVALS="2,4,8,16", SMTP_TIMEOUT="4", QUEUED_STALE_AFTER="5",
+                   RECONCILE_EVERY="1")  # fmt: skip
+    sink = Sink(free_port()).start()
+    sink.handler.silent_for = float(env.get("SMTP_TIMEOUT", 30)) + 10
+    rows = []
+    try:
+        with System(options.n * len(faults), sink.port, env, keep=options.keep) as system:
+            client = Client(system.url)
+            ids = system.invoice_ids()
+            for index, (name, inject) in enumerate(faults.items()):
+                batch = ids[index * options.n : (index + 1) * options.n]
+                rows.append(run_fault(name, inject, system, sink, client, batch, options))
+                print(f"{name}: done in {rows[-1]['seconds']:.0f} s", flush=True)
+                sink.handler.mode = "normal"
+                sink.start()
+    finally:
+        sink.stop()
+    print_table(rows, options.n)
+    bad = sum(row.get(key, 0) for row in rows for key in ("lost", "duplicated", "false states"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
