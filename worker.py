@@ -15,6 +15,7 @@ RQ's scheduler is not used: when to try again is kept on the outbox rows.
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from multiprocessing import get_context
@@ -48,10 +49,26 @@ class AppWorker(SimpleWorker):
         connections.close()
         super().teardown()
 
+    def request_force_stop(self, signum, frame):
+        # RQ stops cold (mid-job) on a second signal more than a second after the first.
+        # Stopping the system signals in several steps, so a second signal is normal: the
+        # email in hand is finished all the same (SMTP_TIMEOUT bounds it), and SIGKILL after
+        # the supervisor's timeout is the cold stop.
+        self.log.info("Worker %s: asked again to stop; finishing the job in hand", self.name)
+
+
+def _stop_before_starting(_signum, _frame):
+    raise SystemExit(0)
+
 
 def _run_worker(name: str, queues: list[str], redis_url: str, burst: bool) -> None:
     """The body of one worker process (after the fork)."""
+    # The fork inherited the pool's handlers, which would signal the other workers: until
+    # RQ installs its own, a stop request just ends this process (it holds nothing yet).
+    signal.signal(signal.SIGINT, _stop_before_starting)
+    signal.signal(signal.SIGTERM, _stop_before_starting)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(message)s", force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     connection = Redis.from_url(redis_url, socket_connect_timeout=2, socket_timeout=30)
     worker = AppWorker(queues, name=name, connection=connection)
     worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
@@ -66,6 +83,16 @@ class Pool(WorkerPool):
         self.base_queue = base_queue
         self.reconcile_every = reconcile_every
         self._next_reconcile = 0.0
+        self._started: dict[str, float] = {}
+        # A worker that dies soon after starting (Redis away, say) is replaced after a pause
+        # that doubles up to 30 s, not every second.
+        self._backoff = 1.0
+        self._respawn_at = 0.0
+
+    def start_worker(self, *args, **kwargs):
+        super().start_worker(*args, **kwargs)
+        for name in self.worker_dict:
+            self._started.setdefault(name, time.monotonic())
 
     def get_worker_process(self, name, burst, _sleep=0, logging_level="INFO"):
         return get_context("fork").Process(
@@ -76,13 +103,16 @@ class Pool(WorkerPool):
 
     def handle_dead_worker(self, worker_data):
         super().handle_dead_worker(worker_data)
+        lived = time.monotonic() - self._started.pop(worker_data.name, time.monotonic())
         if self.status != self.Status.STOPPED and not self._burst:
-            log.warning("worker %s (pid %s) died; replacing it", worker_data.name[:8],
-                        worker_data.pid)  # fmt: skip
+            self._backoff = 1.0 if lived > 60 else min(self._backoff * 2, 30.0)
+            self._respawn_at = time.monotonic() + (0 if lived > 60 else self._backoff)
+            log.warning("worker %s (pid %s) died after %.0f s; replacing it", worker_data.name[:8],
+                        worker_data.pid, lived)  # fmt: skip
             self._next_reconcile = 0.0  # resolve what it held, now
 
     def check_workers(self, respawn: bool = True) -> None:
-        super().check_workers(respawn)
+        super().check_workers(respawn and time.monotonic() >= self._respawn_at)
         if self._burst or self.status == self.Status.STOPPED:
             return
         if time.monotonic() >= self._next_reconcile:

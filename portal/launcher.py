@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -47,8 +47,12 @@ class Child:
     started_at: float = 0.0
     backoff: float = 1.0
     restart_at: float | None = None
+    # Process groups of earlier runs: what is left of them is stopped with the rest.
+    earlier: list[int] = field(default_factory=list)
 
     def launch(self) -> None:
+        if self.process is not None:
+            self.earlier.append(self.process.pid)
         self.process = self.start()
         self.started_at = time.monotonic()
         self.restart_at = None
@@ -103,7 +107,9 @@ def main() -> int:
             if not redis_server.port_is_free(redis_port):
                 redis_port = redis_server.free_port()
             folder = instance / "redis"
-            redis = Child("redis", lambda: redis_server.start(folder, redis_port).process)
+            redis = Child(
+                "redis", lambda: redis_server.start(folder, redis_port, strict=True).process
+            )
             redis.launch()
             children.append(redis)
             env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
@@ -191,6 +197,8 @@ def _stop(children: list[Child]) -> None:
         process = child.process
         if process is None:
             continue
+        for pgid in child.earlier:
+            _signal_group(pgid, signal.SIGTERM)
         # Each child leads its own process group, which holds its children too (gunicorn's
         # workers, the worker processes): signal the group, so none is left behind even when
         # the leader has already died.
@@ -203,9 +211,11 @@ def _stop(children: list[Child]) -> None:
             _signal_group(process.pid, signal.SIGKILL)
             process.wait()
         deadline = time.monotonic() + 10
-        while _group_running(process.pid) and time.monotonic() < deadline:
+        groups = [process.pid, *child.earlier]
+        while any(_group_running(g) for g in groups) and time.monotonic() < deadline:
             time.sleep(0.1)
-        _signal_group(process.pid, signal.SIGKILL)
+        for pgid in groups:
+            _signal_group(pgid, signal.SIGKILL)
 
 
 def _group_running(pgid: int) -> bool:

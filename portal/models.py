@@ -290,21 +290,28 @@ class EmailTemplate(db.Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class Delivery(OutboxItem, db.Model):
-    """One request to send an invoice to its buyer, and what came of it."""
+def outbox_indexes(table: str) -> tuple[Index, Index]:
+    """At most one item of an invoice in flight, and the reconciler's (status, due) index.
 
-    __table_args__ = (
-        # At most one delivery of an invoice is in flight at a time: a double click or a
-        # second tab finds the first one instead of sending twice.
+    The first makes a double click or a second tab find the item in flight instead of
+    sending twice.
+    """
+    return (
         Index(
-            "uq_delivery_active_invoice",
+            f"uq_{table}_active_invoice",
             "invoice_id",
             unique=True,
             sqlite_where=db.text(ACTIVE_SQL),
             postgresql_where=db.text(ACTIVE_SQL),
         ),
-        Index("ix_delivery_status_next", "status", "next_attempt_at"),
+        Index(f"ix_{table}_status_next", "status", "next_attempt_at"),
     )
+
+
+class Delivery(OutboxItem, db.Model):
+    """One request to send an invoice to its buyer, and what came of it."""
+
+    __table_args__ = outbox_indexes("delivery")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)
@@ -366,16 +373,7 @@ class TaxSubmission(OutboxItem, db.Model):
     crash the provider can be asked about it (docs/domain.md, "Talking to a T-VAN").
     """
 
-    __table_args__ = (
-        Index(
-            "uq_tax_submission_active_invoice",
-            "invoice_id",
-            unique=True,
-            sqlite_where=db.text(ACTIVE_SQL),
-            postgresql_where=db.text(ACTIVE_SQL),
-        ),
-        Index("ix_tax_submission_status_next", "status", "next_attempt_at"),
-    )
+    __table_args__ = outbox_indexes("tax_submission")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)

@@ -30,6 +30,7 @@ class ScriptedHandler:
     data_delay: float = 0.0
     sessions: int = 0  # EHLO/HELO greetings: one per connection a client opened
     mail_delay: float = 0.0  # seconds before answering MAIL FROM (nothing sent yet)
+    mail_replies: list[str] = field(default_factory=list)  # answers to MAIL FROM, then 250
     on_data: object = None  # called (in the server's thread) when message data arrived
     mail_waiting: bool = False  # a client waits for the answer to MAIL FROM
 
@@ -47,6 +48,8 @@ class ScriptedHandler:
         if self.mail_delay:
             self.mail_waiting = True
             await asyncio.sleep(self.mail_delay)
+        if self.mail_replies:
+            return self.mail_replies.pop(0)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"

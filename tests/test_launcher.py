@@ -62,6 +62,21 @@ def test_embedded_redis_keeps_jobs_across_a_restart(tmp_path):
         handle.stop()
 
 
+def test_a_restarted_redis_keeps_its_port_or_says_why(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            redis_server.start(tmp_path / "redis", port, strict=True)
+        except RuntimeError as error:
+            assert "still in use" in str(error)
+        else:
+            raise AssertionError("a restart moved Redis to another port")
+
+
 def start_launcher(instance: Path, port: int, workers: str = "1"):
     env = dict(os.environ, PORTAL_INSTANCE=str(instance), PORT=str(port),
                REDIS_PORT=str(free_port()), MAIL_PORT=str(free_port()), WORKERS=workers,

@@ -1,6 +1,5 @@
 """The outbox mechanism on the email kind: claims, leases, abandoned claims, lost jobs, due retries."""
 
-import socket
 from datetime import timedelta
 
 import pytest
@@ -14,7 +13,7 @@ from portal.types import utcnow
 from tests.factories import make_invoice
 from tests.helpers import add_mail_settings
 
-DEAD = f"{socket.gethostname()}:4194000:1"  # a pid above any this machine hands out
+DEAD = f"{outbox._machine()}:4194000:1"  # a pid above any this machine hands out
 
 
 @pytest.fixture
@@ -146,3 +145,14 @@ def test_an_item_is_claimed_only_when_queued(outbox_app):
         outbox.finish(held, outbox.Outcome.temporary("unreachable"))
         assert outbox.claim(service.DELIVERIES, delivery_id) is None  # retrying: not yet
         assert outbox.run("delivery", delivery_id) == "skipped"
+
+
+def test_only_a_process_of_this_machine_can_be_told_dead():
+    assert outbox.claimer_alive(outbox.worker_identity())
+    assert not outbox.claimer_alive(DEAD)
+    me = outbox.worker_identity()
+    machine, pid, started = me.rsplit(":", 2)
+    assert not outbox.claimer_alive(f"{machine}:{pid}:{int(started) + 1}")  # a reused pid
+    # Another host or container, or a process whose start time could not be read: the lease.
+    assert outbox.claimer_alive("elsewhere/4026531836:4194000:1")
+    assert outbox.claimer_alive(f"{machine}:4194000:?")

@@ -155,6 +155,19 @@ def test_a_connection_the_server_closed_is_reopened_before_anything_goes(smtp_se
     assert len(smtp_server.messages) == 2 and smtp_server.handler.sessions == 2
 
 
+def test_a_421_on_a_kept_connection_sends_on_a_new_one(smtp_server):
+    smtp = settings(smtp_server.port)
+    pool = mailer.SmtpConnections(idle_timeout=30)
+    try:
+        pool.send(smtp, message(smtp))
+        # The server caps messages per session, or dropped the idle one: 421 to MAIL FROM.
+        smtp_server.handler.mail_replies = ["421 4.4.2 too many messages on this connection"]
+        assert pool.send(smtp, message(smtp))[0] == 250
+    finally:
+        pool.close()
+    assert len(smtp_server.messages) == 2 and smtp_server.handler.sessions == 2
+
+
 def test_an_idle_or_failed_connection_is_not_reused(smtp_server):
     smtp = settings(smtp_server.port)
     pool = mailer.SmtpConnections(idle_timeout=0)

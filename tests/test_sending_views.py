@@ -94,6 +94,8 @@ def test_status_stops_polling_once_finished(sender):
     status = sender.get(f"/invoices/{sender.invoice_id}/send-status").get_data(as_text=True)
     assert "hx-trigger" not in status and "Gửi lỗi" in status
     assert "Hộp thư người nhận không tồn tại" in status and "550 No such user" in status
+    # The invoice page's sending history follows the ended send.
+    assert 'id="send-history" hx-swap-oob="true"' in status
 
 
 def test_dialog_says_when_and_to_whom_it_was_sent_before(sender):
@@ -203,3 +205,17 @@ def test_a_delivery_address_leads_to_its_invoice(sender):
         f"/invoices/{sender.invoice_id}#delivery-{delivery_id}"
     )
     assert sender.get("/deliveries/999999").status_code == 404
+
+
+def test_the_poller_counts_under_the_dates_typed_in(sender):
+    from datetime import date
+
+    with sender.application.app_context():
+        other = make_invoice(issued_on=date(2025, 6, 10)).id
+    sender.post(f"/invoices/{other}/send",
+                data={"to": "an@nguyenhoang.vn", "method": "email"}, headers=HTMX)  # fmt: skip
+    # The form still says "this month" beside the dates: the dates decide, as in the list.
+    query = {"ids": other, "period": "this_month", "date_from": "2025-06-01",
+             "date_to": "2025-06-30"}  # fmt: skip
+    body = sender.get("/invoices/statuses", query_string=query, headers=HTMX).get_data(as_text=True)
+    assert 'data-tab="all">Tất cả <span class="count">1</span>' in body

@@ -1,8 +1,8 @@
 """Compute the totals of invoices we issue, and check the totals of invoices we import.
 
-Conventions (docs/domain.md, "The seller's checks on the totals"): goods lines (TChat 1) add up per rate; trade-discount lines
-(TChat 3) lower their rate's taxable amount and add up to TTCKTMai; promotions (2) and
-notes (4) count for nothing. TgTCThue is the goods total before the trade discount, so
+Conventions (docs/domain.md, "The seller's checks on the totals"): goods lines (TChat 1)
+add up per rate; trade-discount lines (TChat 3) lower their rate's taxable amount and add
+up to TTCKTMai; promotions (2) and notes (4) count for nothing. TgTCThue is the goods total before the trade discount, so
 TgTCThue + TgTThue - TTCKTMai + fees = TgTTTBSo.
 """
 

@@ -79,6 +79,13 @@ def refresh(invoice_ids: list[int]) -> None:
     ids = sorted(set(invoice_ids))
     if not ids:
         return
+    if db.engine.dialect.name == "postgresql":
+        # Lock the rows first, in a statement of its own: an UPDATE that waits for another
+        # transaction's lock re-reads its target row but not its subqueries, so it would
+        # write statuses from a snapshot taken before that transaction committed.
+        db.session.execute(
+            select(Invoice.id).where(Invoice.id.in_(ids)).order_by(Invoice.id).with_for_update()
+        )
     strong_at = _first_receipt(ReceiptEvent.at, STRONG_RECEIPTS)
     strong_kind = _first_receipt(ReceiptEvent.kind, STRONG_RECEIPTS)
     db.session.execute(

@@ -7,7 +7,7 @@ from portal.auth.views import role_required
 from portal.extensions import db
 from portal.invoices import service
 from portal.invoices.forms import FilterForm
-from portal.models import Delivery, Invoice
+from portal.models import Invoice
 from portal.rendering.service import invoice_file
 from portal.statuses import tax_labels
 from portal.web import render
@@ -35,9 +35,10 @@ def invoice_state_label(state: str) -> str:
 
 
 def _filters(form: FilterForm) -> service.Filters:
+    """The list's filters from the query string, every value checked or defaulted."""
     period = form.period.data if form.period.data in service.PERIODS else "this_month"
     tab = form.tab.data if form.tab.data in service.TABS else "all"
-    return service.Filters(
+    filters = service.Filters(
         tab=tab,
         period=period,
         date_from=form.date_from.data if not form.date_from.errors else None,
@@ -49,6 +50,10 @@ def _filters(form: FilterForm) -> service.Filters:
         sort=sort if (sort := form.sort.data or "").lstrip("-") in service.SORTS else "-date",
         page=form.page.data if isinstance(form.page.data, int) and not form.page.errors else 1,
     )
+    if filters.date_from or filters.date_to:
+        # Dates typed in mean a custom period, whatever the period box says.
+        filters.period = "custom"
+    return filters
 
 
 @bp.get("/")
@@ -60,10 +65,7 @@ def index():
     form.validate()
     filters = _filters(form)
     # The hidden fields carry the cleaned values on, not whatever the URL held.
-    form.tab.data, form.sort.data = filters.tab, filters.sort
-    if filters.date_from or filters.date_to:
-        # Dates typed in mean a custom period, whatever the period box says.
-        filters.period = form.period.data = "custom"
+    form.tab.data, form.sort.data, form.period.data = filters.tab, filters.sort, filters.period
     page = service.list_invoices(filters)
     return render(
         "invoices/index.html",
@@ -125,14 +127,13 @@ def _invoice(invoice_id: int) -> Invoice:
 def show(invoice_id: int):
     """The invoice in its legal layout, with its sending history and the buyer's receipt."""
     from portal.buyer.views import timeline
+    from portal.sending.service import deliveries_of
 
     invoice = _invoice(invoice_id)
-    deliveries = db.session.scalars(
-        db.select(Delivery).filter_by(invoice_id=invoice.id).order_by(Delivery.id.desc())
-    ).all()
     return render_template(
-        "invoices/show.html", invoice=invoice, deliveries=deliveries, events=timeline(invoice.id)
-    )
+        "invoices/show.html", invoice=invoice, deliveries=deliveries_of(invoice.id),
+        events=timeline(invoice.id),
+    )  # fmt: skip
 
 
 @bp.get("/invoices/<int:invoice_id>/<any(pdf, xml):kind>")

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import redis
 from flask import Flask, current_app
+from rq import get_current_job
 from rq.job import Job
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
@@ -174,20 +177,35 @@ def _start_time(pid: int) -> str | None:
     return fields[19] if fields[0] != "Z" else None
 
 
+def _machine() -> str:
+    """This host and PID namespace: pids are comparable only within one (containers differ)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid").strip("pid:[]")
+    except OSError:
+        namespace = "?"
+    return f"{socket.gethostname()}/{namespace}"
+
+
 def worker_identity() -> str:
-    """This process as host:pid:start-time; the start time tells a reused pid apart."""
+    """This process as machine:pid:start-time; the start time tells a reused pid apart."""
     global _identity
     pid = os.getpid()
     if _identity is None or _identity[0] != pid:
-        _identity = (pid, f"{socket.gethostname()}:{pid}:{_start_time(pid) or 0}")
+        _identity = (pid, f"{_machine()}:{pid}:{_start_time(pid) or '?'}")
     return _identity[1]
 
 
 def claimer_alive(claimed_by: str) -> bool:
-    """Whether the process holding a claim still runs; on another host, trust its lease."""
-    host, _, rest = claimed_by.partition(":")
-    pid, _, started = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    """Whether the process holding a claim still runs.
+
+    Only a process of this machine whose start time was readable can be told dead; for any
+    other (another host or container, no /proc) the lease decides.
+    """
+    parts = claimed_by.rsplit(":", 2)
+    if len(parts) != 3:
+        return True
+    machine, pid, started = parts
+    if machine != _machine() or "?" in machine or started == "?" or not pid.isdigit():
         return True
     return _start_time(int(pid)) == started
 
@@ -250,8 +268,19 @@ def run(kind_name: str, item_id: int) -> str:
             outcome = Outcome.unknown(problem, None, message)
         else:
             outcome = Outcome.temporary(problem, None, message)
+    _disarm_job_timeout()
     finish(held, outcome)
     return outcome.status.value
+
+
+def _disarm_job_timeout() -> None:
+    """Stop RQ's job timeout: the outcome of what went out is recorded however long it takes.
+
+    RQ's SimpleWorker times jobs with SIGALRM in the main thread; a timeout raised while
+    waiting for the database lock would drop an outcome the other side already gave.
+    """
+    if get_current_job() is not None and threading.current_thread() is threading.main_thread():
+        signal.alarm(0)
 
 
 def finish(held: Claim, outcome: Outcome) -> None:
@@ -276,13 +305,18 @@ def finish(held: Claim, outcome: Outcome) -> None:
             pause = min(pause * 2, 8)
 
 
-def _apply(held: Claim, outcome: Outcome, now: datetime) -> bool:
-    """Move the item to the outcome's status, inside the caller's unit of work."""
-    kind = held.kind
+def _locked(held: Claim):
+    """The held item, read afresh under a row lock (on SQLite the write lock is already held)."""
     options = {"populate_existing": True}
     if db.engine.dialect.name == "postgresql":
         options["with_for_update"] = True
-    item = db.session.get(kind.model, held.item_id, **options)
+    return db.session.get(held.kind.model, held.item_id, **options)
+
+
+def _apply(held: Claim, outcome: Outcome, now: datetime, item=None) -> bool:
+    """Move the item to the outcome's status, inside the caller's unit of work."""
+    kind = held.kind
+    item = item if item is not None else _locked(held)
     if (
         item is None
         or item.attempts != held.attempt
@@ -387,12 +421,20 @@ def _requeue_lost(kind: Kind, now: datetime) -> int:
     try:
         with get_redis().pipeline(transaction=False) as pipe:
             for item_id in ids:
-                pipe.hget(Job.key_for(job_id(kind, item_id)), "status")
+                pipe.hmget(Job.key_for(job_id(kind, item_id)), "status", "started_at")
             states = pipe.execute()
     except redis.RedisError:
         log.warning("Redis is away; %d queued %s items wait for it", len(ids), kind.name)
         return 0
-    lost = [i for i, state in zip(ids, states, strict=True) if state not in PENDING_JOB_STATES]
+    # A job claims its row within milliseconds of starting: one "started" for longer while
+    # its row is still queued belongs to a worker that died in between.
+    started_before = (now - timedelta(seconds=stale_after)).strftime("%Y-%m-%dT%H:%M:%S")
+    lost = [
+        item_id
+        for item_id, (state, started) in zip(ids, states, strict=True)
+        if state not in PENDING_JOB_STATES
+        or (state == b"started" and (started or b"").decode()[:19] < started_before)
+    ]
     if lost and enqueue(kind, lost):
         log.info("re-enqueued %d %s items Redis did not hold", len(lost), kind.name)
         return len(lost)

@@ -58,9 +58,15 @@ class RedisHandle:
                 self.process.wait()
 
 
-def start(folder: Path, port: int | None = None) -> RedisHandle:
-    """Start redis-server with its data in `folder` and wait until it answers."""
+def start(folder: Path, port: int | None = None, strict: bool = False) -> RedisHandle:
+    """Start redis-server with its data in `folder` and wait until it answers.
+
+    A busy port is swapped for a free one, unless `strict` (a restart must come back where
+    its clients look for it): then it is an error.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    if port is not None and strict and not port_is_free(port):
+        raise RuntimeError(f"port {port} is still in use")
     if port is None or not port_is_free(port):
         port = free_port()
     config = folder / "redis.conf"
@@ -87,16 +93,22 @@ def start(folder: Path, port: int | None = None) -> RedisHandle:
     )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"redis-server did not start; see {folder / 'redis.log'}"
-                ) from None
-            time.sleep(0.05)
-    client.close()
+    # Loading a large append-only file takes a while (Redis answers LOADING meanwhile).
+    deadline = time.monotonic() + 120
+    try:
+        while True:
+            try:
+                client.ping()
+                break
+            except (redis.ConnectionError, redis.BusyLoadingError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"redis-server did not start; see {folder / 'redis.log'}"
+                    ) from None
+                time.sleep(0.05)
+    except BaseException:
+        RedisHandle(process, url).stop()  # never leave one running that nobody watches
+        raise
+    finally:
+        client.close()
     return RedisHandle(process, url)

@@ -89,7 +89,12 @@ def _open(settings: SmtpSettings) -> smtplib.SMTP:
     return host
 
 
-def _close(host: smtplib.SMTP) -> None:
+def _close(host: smtplib.SMTP, clean: bool = True) -> None:
+    """QUIT a connection in a clean state; drop one that failed (QUIT in the middle of the
+    message data would be read as data, and its answer waited for)."""
+    if not clean:
+        host.close()
+        return
     try:
         host.quit()
     except (OSError, smtplib.SMTPException):
@@ -118,11 +123,12 @@ class SmtpConnections:
             kept = None
         if kept:
             try:
-                result = _dialogue(kept[1], message, before_data)
+                result = _dialogue(kept[1], message, before_data, kept=True)
             except _StaleConnection:
-                self.close()  # the server hung up while the connection idled: nothing went out
+                # The server hung up (or said 421) while the connection idled: nothing went out.
+                self.close(clean=False)
             except BaseException:
-                self.close()
+                self.close(clean=False)
                 raise
             else:
                 self._local.kept = (key, kept[1], time.monotonic())
@@ -131,16 +137,16 @@ class SmtpConnections:
         try:
             result = _dialogue(host, message, before_data)
         except BaseException:
-            _close(host)
+            _close(host, clean=False)
             raise
         self._local.kept = (key, host, time.monotonic())
         return result
 
-    def close(self) -> None:
+    def close(self, clean: bool = True) -> None:
         kept = getattr(self._local, "kept", None)
         self._local.kept = None
         if kept:
-            _close(kept[1])
+            _close(kept[1], clean)
 
 
 def new_message_id(sender_email: str) -> str:
@@ -189,9 +195,12 @@ def send(settings: SmtpSettings, message: Message, before_data=None) -> tuple[in
     """
     host = _open(settings)
     try:
-        return _dialogue(host, message, before_data)
-    finally:
-        _close(host)
+        result = _dialogue(host, message, before_data)
+    except BaseException:
+        _close(host, clean=False)
+        raise
+    _close(host)
+    return result
 
 
 class _StaleConnection(SendError):
@@ -201,7 +210,9 @@ class _StaleConnection(SendError):
         super().__init__(TEMPORARY, "unreachable", None, message)
 
 
-def _dialogue(host: smtplib.SMTP, message: Message, before_data=None) -> tuple[int, str]:
+def _dialogue(
+    host: smtplib.SMTP, message: Message, before_data=None, kept: bool = False
+) -> tuple[int, str]:
     if message.has_bad_headers():
         raise SendError(PERMANENT, "bad_header", None, "header contains a line break")
     body = message.as_bytes()
@@ -212,6 +223,9 @@ def _dialogue(host: smtplib.SMTP, message: Message, before_data=None) -> tuple[i
     except (OSError, smtplib.SMTPServerDisconnected) as error:
         # Before MAIL FROM was answered nothing of this message reached the server.
         raise _StaleConnection(str(error)) from error
+    if code == 421 and kept:
+        # A server closing an idle session (or capping messages per session) says 421 here.
+        raise _StaleConnection(_text(reply))
     try:
         if code != 250:
             raise _by_code(code, reply, "temporary", "sender_refused")

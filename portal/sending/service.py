@@ -147,6 +147,15 @@ def last_delivery(invoice_id: int) -> Delivery | None:
     )
 
 
+def deliveries_of(invoice_id: int) -> list[Delivery]:
+    """Every delivery of an invoice, newest first (its sending history)."""
+    return list(
+        db.session.scalars(
+            db.select(Delivery).filter_by(invoice_id=invoice_id).order_by(Delivery.id.desc())
+        )
+    )
+
+
 def active_delivery(invoice_id: int) -> Delivery | None:
     return db.session.scalar(
         db.select(Delivery).filter(Delivery.invoice_id == invoice_id, Delivery.status.in_(ACTIVE))

@@ -13,6 +13,7 @@ from portal.models import Delivery, Invoice
 from portal.outbox import service as outbox
 from portal.sending import service
 from portal.sending.forms import SendForm
+from portal.statuses import SendStatus
 from portal.types import utcnow
 from portal.web import render
 
@@ -144,10 +145,13 @@ def _from_invoice_page() -> bool:
 def status(invoice_id: int):
     """The row's send status; it polls itself only while a send is pending."""
     invoice = _invoice(invoice_id)
-    return render_template(
-        "sending/_status.html", invoice=invoice, last=service.last_delivery(invoice.id),
-        poll_self=True,
-    )  # fmt: skip
+    last = service.last_delivery(invoice.id)
+    answer = render_template("sending/_status.html", invoice=invoice, last=last, poll_self=True)
+    if last is not None and not SendStatus(invoice.send_status).is_active:
+        # The send ended: the page's sending history follows (out of band).
+        deliveries = service.deliveries_of(invoice.id)
+        answer += render_template("sending/_history.html", deliveries=deliveries, oob=True)
+    return answer
 
 
 @bp.get("/deliveries/<int:delivery_id>")
