@@ -11,7 +11,12 @@ times the server received it, and compares that with the state the portal shows:
 - lost: never received, and not shown failed or unknown with a reason;
 - duplicated: received more than once;
 - false state: a state that contradicts the server (sent but never received, failed but
-  received and answered, or still in flight when the run ended).
+  received and answered, or still in flight when the run ended), or a tax verdict that
+  contradicts the T-VAN sandbox's ledger.
+
+The invoices' data goes to the T-VAN sandbox with each send; its ledger counts, per invoice,
+how often it arrived and was accepted: "tax once" is what it should be, "tax twice+" a
+duplicate, "tax lost" an invoice never accepted that the portal does not show rejected.
 
 Unknown is never false: the data went out and no answer came. --quick shortens the faults
 (a 10 s mail outage, a 6 s silent server) and the retry intervals, for the test suite.
@@ -69,6 +74,33 @@ def silent_mail(system: System, sink: Sink, options) -> str:
     return f"mail server taking the data and never answering for {options.silence:.0f} s"
 
 
+def sandbox(system: System, path: str, data: dict | None = None) -> dict:
+    """Talk to the T-VAN sandbox's control API (its token is in the instance's credentials)."""
+    import json
+    import urllib.request
+
+    token = json.loads((system.folder / "tvan" / "credentials.json").read_text())["control_token"]
+    body = json.dumps(data).encode() if data is not None else None
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{system.env['TVAN_PORT']}{path}", body,
+        method="POST" if body else "GET", headers={"X-Control-Token": token},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310  (loopback)
+        return json.loads(answer.read())
+
+
+def sandbox_down(system: System, sink: Sink, options) -> str:
+    sandbox(system, "/_control", {"down": True})
+    threading.Timer(options.outage, sandbox, args=(system, "/_control", {"down": False})).start()
+    return f"T-VAN sandbox down (503) for {options.outage:.0f} s"
+
+
+def sandbox_loses(system: System, sink: Sink, options) -> str:
+    lost = max(2, options.n // 10)
+    sandbox(system, "/_control", {"lose_receipts": lost, "lose_notices": lost})
+    return f"T-VAN sandbox losing the next {lost} receipts (999) and {lost} notices (204)"
+
+
 def lock_database(system: System, sink: Sink, options) -> str:
     def hold():
         other = sqlite3.connect(system.folder / "portal.db", isolation_level=None, timeout=30)
@@ -88,6 +120,8 @@ FAULTS = {
     "mail refusing": refuse_mail,
     "mail silent": silent_mail,
     "database locked": lock_database,
+    "sandbox down": sandbox_down,
+    "sandbox loses": sandbox_loses,
 }
 
 
@@ -114,13 +148,41 @@ def run_fault(name, inject, system: System, sink: Sink, client: Client, ids: lis
     deadline = time.monotonic() + options.settle
     while time.monotonic() < deadline:
         states = system.deliveries(ids)
-        if len(states) == len(ids) - refused and all(
-            row["status"] in FINAL for row in states.values()
+        verdicts = system.tax_results(ids)
+        if (
+            len(states) == len(ids) - refused
+            and all(row["status"] in FINAL for row in states.values())
+            and len(verdicts) == len(ids) - refused
+            and "pending" not in verdicts.values()
         ):
             break
         time.sleep(0.5)
     elapsed = time.monotonic() - started
-    return count(name, note, ids, addresses, system, sink, refused, elapsed)
+    row = count(name, note, ids, addresses, system, sink, refused, elapsed)
+    row.update(count_tax(ids, system))
+    return row
+
+
+def count_tax(ids: list[int], system: System) -> dict:
+    """At the sandbox's ledger: each invoice of the batch accepted once, none twice."""
+    identities = system.identities(ids)
+    arrived = Counter()
+    accepted = Counter()
+    for tax_code, form, series, number, verdict, times in sandbox(system, "/_ledger")["invoices"]:
+        key = (tax_code, form, series, number)
+        arrived[key] += times
+        if verdict == "accepted":
+            accepted[key] += times
+    verdicts = system.tax_results(ids)
+    row = Counter()
+    for invoice_id in ids:
+        key = identities[invoice_id]
+        row["tax once"] += accepted[key] == 1
+        row["tax twice+"] += arrived[key] > 1
+        # Lost: the authority never accepted it and the portal does not say it was rejected.
+        row["tax lost"] += accepted[key] == 0 and verdicts.get(invoice_id) != "rejected"
+        row["false states"] += (verdicts.get(invoice_id) == "accepted") != (accepted[key] == 1)
+    return row
 
 
 def count(name, note, ids, addresses, system: System, sink: Sink, refused, elapsed) -> dict:
@@ -155,7 +217,7 @@ def count(name, note, ids, addresses, system: System, sink: Sink, refused, elaps
 
 
 COLUMNS = ["received once", "twice+", "never", "sent", "failed", "unknown", "lost",
-           "duplicated", "false states", "seconds"]  # fmt: skip
+           "duplicated", "tax once", "tax twice+", "tax lost", "false states", "seconds"]  # fmt: skip
 
 
 def print_table(rows: list[dict], n: int) -> None:
@@ -168,9 +230,10 @@ def print_table(rows: list[dict], n: int) -> None:
     for row in rows:
         if row["note"]:
             print(f"  {row['fault']}: {row['note']}")
-    totals = {key: sum(row.get(key, 0) for row in rows) for key in ("lost", "duplicated")}
-    false = sum(row.get("false states", 0) for row in rows)
-    print(f"lost: {totals['lost']} duplicated: {totals['duplicated']} false states: {false}")
+    total = {key: sum(row.get(key, 0) for row in rows) for key in COLUMNS}
+    lost = total["lost"] + total["tax lost"]
+    twice = total["duplicated"] + total["tax twice+"]
+    print(f"lost: {lost} duplicated: {twice} false states: {total['false states']}")
 
 
 def main(argv=None) -> int:
@@ -181,12 +244,13 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the instance folder")
     options = parser.parse_args(argv)
     faults = {name: FAULTS[name] for name in (options.only or FAULTS)}
-    env = {}
+    env = {"TVAN_PORT": str(free_port())}
     options.outage, options.silence, options.lock, options.settle = 60, 20, 10, 600
     if options.quick:
         options.outage, options.silence, options.settle = 10, 6, 240
         env.update(SEND_RETRY_INTERVALS="2,4,8,16", SMTP_TIMEOUT="4", QUEUED_STALE_AFTER="5",
-                   RECONCILE_EVERY="1")  # fmt: skip
+                   RECONCILE_EVERY="1", TAX_RETRY_INTERVALS="2,4,8,16", TAX_LOOKUP_AFTER="3",
+                   TAX_LOOKUP_EVERY="3", TVAN_TIMEOUT="5")  # fmt: skip
     sink = Sink(free_port()).start()
     sink.handler.silent_for = float(env.get("SMTP_TIMEOUT", 30)) + 10
     rows = []
@@ -203,7 +267,8 @@ def main(argv=None) -> int:
     finally:
         sink.stop()
     print_table(rows, options.n)
-    bad = sum(row.get(key, 0) for row in rows for key in ("lost", "duplicated", "false states"))
+    keys = ("lost", "duplicated", "tax lost", "tax twice+", "false states")
+    bad = sum(row.get(key, 0) for row in rows for key in keys)
     return 1 if bad else 0
 
 

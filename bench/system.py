@@ -166,6 +166,28 @@ class System:
                 if row.invoice_id in wanted
             }
 
+    def tax_results(self, invoice_ids: list[int]) -> dict[int, str]:
+        """The newest tax verdict of each invoice: pending, accepted, rejected."""
+        query = sa.text(
+            "SELECT invoice_id, result FROM tax_submission WHERE id IN "
+            "(SELECT MAX(id) FROM tax_submission GROUP BY invoice_id)"
+        )
+        wanted = set(invoice_ids)
+        with self.engine.connect() as conn:
+            return {
+                row.invoice_id: row.result
+                for row in conn.execute(query)
+                if row.invoice_id in wanted
+            }
+
+    def identities(self, invoice_ids: list[int]) -> dict[int, tuple]:
+        """(seller tax code, form, series, number) of each invoice, as the authority knows it."""
+        query = sa.text("SELECT id, seller_tax_code, form, series, number FROM invoice")
+        wanted = set(invoice_ids)
+        with self.engine.connect() as conn:
+            return {row.id: (row.seller_tax_code, row.form, row.series, row.number)
+                    for row in conn.execute(query) if row.id in wanted}  # fmt: skip
+
     def invoice_statuses(self, invoice_ids: list[int]) -> dict[int, str]:
         wanted = set(invoice_ids)
         with self.engine.connect() as conn:
@@ -195,7 +217,7 @@ class Client:
     def post(self, path: str, data: dict, retries: int = 5) -> int:
         """POST as htmx does; a refused connection (web restarting) is tried again."""
         request = urllib.request.Request(
-            self.base + path, urllib.parse.urlencode(data).encode(),
+            self.base + path, urllib.parse.urlencode(data, doseq=True).encode(),
             headers={"HX-Request": "true", "X-CSRFToken": self.csrf},
         )  # fmt: skip
         for attempt in range(retries):

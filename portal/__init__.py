@@ -37,6 +37,7 @@ def create_app(test_config: dict | None = None):
     from portal.runtime import cli as runtime
     from portal.sending import views as sending
     from portal.settings import views as settings
+    from portal.tax import views as tax
 
     if app.config.get("TRUST_PROXY"):
         # Behind nginx: take the client's address and scheme from one proxy hop.
@@ -58,6 +59,7 @@ def create_app(test_config: dict | None = None):
     app.register_blueprint(importing.bp)
     api.init_app(app)
     sending.init_app(app)
+    tax.init_app(app)
     app.register_blueprint(buyer.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(mailbox.bp)

@@ -84,6 +84,24 @@ class Config:
         self.SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "15000"))
         # The sender code (MNGui) that starts every message id (MTDiep) sent to the T-VAN.
         self.TVAN_SENDER_CODE = os.environ.get("TVAN_SENDER_CODE", "V0000000000")
+        # The first tax settings (sellers change them in Thiết lập kết nối CQT); `make run`
+        # points them at its sandbox and sets TVAN_SANDBOX.
+        self.TVAN_PROVIDER = os.environ.get("TVAN_PROVIDER", "sandbox")
+        self.TVAN_ENDPOINT = os.environ.get("TVAN_ENDPOINT", "")
+        self.TVAN_USERNAME = os.environ.get("TVAN_USERNAME", "")
+        self.TVAN_PASSWORD = os.environ.get("TVAN_PASSWORD", "")
+        self.TVAN_CALLBACK_SECRET = os.environ.get("TVAN_CALLBACK_SECRET", "")
+        self.TVAN_SANDBOX = _bool("TVAN_SANDBOX")
+        self.TVAN_TIMEOUT = float(os.environ.get("TVAN_TIMEOUT", "30"))
+        # Seconds before each retry of a message the provider could not take.
+        self.TAX_RETRY_INTERVALS = os.environ.get(
+            "TAX_RETRY_INTERVALS", "30,120,600,1800,3600,3600"
+        )
+        # A message whose 204 is late is looked up this long after it was taken, then every...
+        self.TAX_LOOKUP_AFTER = int(os.environ.get("TAX_LOOKUP_AFTER", "30"))
+        self.TAX_LOOKUP_EVERY = int(os.environ.get("TAX_LOOKUP_EVERY", "300"))
+        # No 999 this many minutes after the data went out raises an alarm.
+        self.TAX_RECEIPT_ALARM_MINUTES = int(os.environ.get("TAX_RECEIPT_ALARM_MINUTES", "10"))
         self.PDF_FONT_DIR = str(ROOT / "static" / "fonts")
         self.TRUST_PROXY = _bool("TRUST_PROXY")
         self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))

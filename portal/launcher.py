@@ -1,7 +1,7 @@
 """`make run`: set up and start the whole system on embedded defaults, and keep it running.
 
-Starts the embedded Redis (unless REDIS_URL is set) and the local mail catcher (unless
-MAIL_SERVER is set), runs `flask setup` (migrate, check fonts, load demo data once, point
+Starts the embedded Redis (unless REDIS_URL is set), the local mail catcher (unless
+MAIL_SERVER is set) and the T-VAN sandbox (unless TVAN_ENDPOINT is set), runs `flask setup` (migrate, check fonts, load demo data once, point
 the mail settings at the catcher), then starts the worker pool and gunicorn. When one of
 them dies, it is started again (after 1 s, doubling up to 30 s while it keeps dying); the
 rest go on, so buyer pages keep working while Redis restarts. Ctrl-C (or SIGTERM) stops
@@ -87,6 +87,22 @@ def _setup(env: dict) -> None:
         print(output, flush=True)
 
 
+def _sandbox_secrets(folder: Path) -> dict[str, str]:
+    """The sandbox's credentials, made once per instance and kept readable by its owner only."""
+    import json
+    import secrets
+
+    path = folder / "credentials.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {"user": "portal", "password": secrets.token_urlsafe(18),
+            "control_token": secrets.token_urlsafe(18), "callback_secret": secrets.token_urlsafe(24)}  # fmt: skip
+    path.write_text(json.dumps(made))
+    path.chmod(0o600)
+    return made
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     load_dotenv(ROOT / ".env")
@@ -124,6 +140,25 @@ def main() -> int:
                        "--port", str(mail_port)]  # fmt: skip
             children.append(Child("mail catcher", lambda: _spawn(catcher, env)))
             children[-1].launch()
+        if not env.get("TVAN_ENDPOINT"):
+            tvan_port = int(env.get("TVAN_PORT", "8600"))
+            if not redis_server.port_is_free(tvan_port):
+                tvan_port = redis_server.free_port()
+            secrets_of = _sandbox_secrets(instance / "tvan")
+            env.update(TVAN_ENDPOINT=f"http://127.0.0.1:{tvan_port}", TVAN_SANDBOX="1",
+                       TVAN_USERNAME=secrets_of["user"], TVAN_PASSWORD=secrets_of["password"],
+                       TVAN_CALLBACK_SECRET=secrets_of["callback_secret"])  # fmt: skip
+            sandbox = [sys.executable, "-m", "tvan_sandbox", "--port", str(tvan_port),
+                       "--data", str(instance / "tvan"), "--user", secrets_of["user"],
+                       "--password", secrets_of["password"],
+                       "--control-token", secrets_of["control_token"],
+                       "--callback", f"{env['PORTAL_BASE_URL']}/tax/callback/sandbox",
+                       "--callback-secret", secrets_of["callback_secret"],
+                       "--notice-delay", env.get("TVAN_NOTICE_DELAY", "1")]  # fmt: skip
+            children.append(Child("tvan sandbox", lambda: _spawn(sandbox, env)))
+            children[-1].launch()
+            print(f"T-VAN sandbox at {env['TVAN_ENDPOINT']} (data in {instance / 'tvan'})",
+                  flush=True)  # fmt: skip
         _setup(env)
         worker = [sys.executable, str(ROOT / "worker.py"), "--workers", env.get("WORKERS", "2")]
         # One web process with 8 threads serves a small team (its requests wait on the

@@ -366,21 +366,109 @@ class DeliveryAttempt(db.Model):
     delivery: Mapped[Delivery] = relationship(back_populates="attempt_log")
 
 
-class TaxSubmission(OutboxItem, db.Model):
-    """The transfer of one invoice's data to the tax authority, written with its send.
+class TaxMessage(OutboxItem, db.Model):
+    """One message of invoice data (TDiep 203) owed to the tax authority, and its answers.
 
-    The message id (MTDiep) is chosen and stored before anything is sent, so that after a
-    crash the provider can be asked about it (docs/domain.md, "Talking to a T-VAN").
+    Its id (MTDiep) is chosen and its bytes built and stored before anything is sent, so a
+    retry sends the very same message and, after a crash, the provider can be asked about it
+    first (docs/domain.md, "Talking to a T-VAN"). It carries the invoices of one taxpayer,
+    at most 2 MB.
     """
 
-    __table_args__ = outbox_indexes("tax_submission")
+    __table_args__ = (Index("ix_tax_message_status_next", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_code: Mapped[str] = mapped_column(String(64), unique=True)
+    seller_tax_code: Mapped[str] = mapped_column(String(14))
+    invoice_count: Mapped[int] = mapped_column(default=1)
+    payload: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The technical receipt (999): when it came and whether the message was taken.
+    receipt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    receipt_ok: Mapped[bool | None] = mapped_column(nullable=True)
+    # The authority's data-check notice (204).
+    notice_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the provider was last asked about this message (lookups of a late answer).
+    looked_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    submissions: Mapped[list[TaxSubmission]] = relationship(
+        back_populates="message", order_by="TaxSubmission.id"
+    )
+
+
+class TaxSubmission(db.Model):
+    """One invoice's data owed to the tax authority, in one message, and the authority's verdict."""
+
+    __table_args__ = (
+        # One submission of an invoice is pending or accepted at a time: a resend of the
+        # invoice to its buyer does not send its data twice (the authority answers 20609).
+        Index(
+            "uq_tax_submission_covering_invoice",
+            "invoice_id",
+            unique=True,
+            sqlite_where=db.text("result IN ('pending', 'accepted')"),
+            postgresql_where=db.text("result IN ('pending', 'accepted')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("tax_message.id"), index=True)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"), nullable=True)
-    message_code: Mapped[str] = mapped_column(String(64), unique=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # pending (no verdict yet), accepted, or rejected (with the authority's reasons). Whether
+    # a pending one is on its way or could not reach the provider is its message's status.
+    result: Mapped[str] = mapped_column(String(10), default="pending")
+    error_code: Mapped[str] = mapped_column(String(32), default="")  # MLoi
+    error_text: Mapped[str] = mapped_column(Text, default="")  # MTLoi / MTa
+    fix_hint: Mapped[str] = mapped_column(Text, default="")  # HDXLy
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    message: Mapped[TaxMessage] = relationship(back_populates="submissions")
+    invoice: Mapped[Invoice] = relationship()
+
+
+class TaxExchange(db.Model):
+    """A message sent to or received from the tax authority, kept byte for byte."""
+
+    __table_args__ = (UniqueConstraint("direction", "message_code", name="uq_tax_exchange_code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tax_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tax_message.id"), nullable=True, index=True
+    )
+    direction: Mapped[str] = mapped_column(String(3))  # out | in
+    message_type: Mapped[str] = mapped_column(String(3))  # 203, 999, 204
+    message_code: Mapped[str] = mapped_column(String(64))  # its own MTDiep
+    reference: Mapped[str] = mapped_column(String(64), default="")  # MTDTChieu / MGDDTu
+    via: Mapped[str] = mapped_column(String(10), default="")  # submit, lookup, poll, callback
+    body: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    message: Mapped[TaxMessage | None] = relationship()
+
+
+class TaxSettings(db.Model):
+    """The connection to the T-VAN provider (Thiết lập kết nối CQT); credentials encrypted."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(32), default="sandbox")
+    endpoint: Mapped[str] = mapped_column(String(300), default="")
+    username: Mapped[str] = mapped_column(String(200), default="")
+    password_encrypted: Mapped[str] = mapped_column(Text, default="")
+    sender_code: Mapped[str] = mapped_column(String(20), default="")
+    # The secret the provider signs pushed answers with (our callback checks it).
+    callback_secret_encrypted: Mapped[str] = mapped_column(Text, default="")
+    # False: buyer emails go at once, at the same time as the data (the legal default).
+    wait_for_acceptance: Mapped[bool] = mapped_column(default=False)
+    # Days besides weekends that are not working days, as YYYY-MM-DD lines.
+    holidays: Mapped[str] = mapped_column(Text, default="")
+    poll_cursor: Mapped[str] = mapped_column(String(64), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_test_ok: Mapped[bool | None] = mapped_column(nullable=True)
+    last_test_message: Mapped[str] = mapped_column(Text, default="")
 
 
 class ReceiptEvent(db.Model):

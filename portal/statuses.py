@@ -13,6 +13,7 @@ class OutboxStatus(StrEnum):
     """Where one item the portal owes the outside world (an email, a tax submission) stands."""
 
     QUEUED = "queued"  # waiting for a worker
+    HELD = "held"  # waits for something else first (the tax authority's acceptance)
     SENDING = "sending"  # claimed by a worker, in flight
     RETRYING = "retrying"  # a temporary failure; tried again at next_attempt_at
     SENT = "sent"  # the receiving server took it
@@ -28,7 +29,9 @@ class OutboxStatus(StrEnum):
         return self not in ACTIVE
 
 
-ACTIVE = frozenset({OutboxStatus.QUEUED, OutboxStatus.SENDING, OutboxStatus.RETRYING})
+ACTIVE = frozenset(
+    {OutboxStatus.QUEUED, OutboxStatus.HELD, OutboxStatus.SENDING, OutboxStatus.RETRYING}
+)
 
 
 class SendStatus(StrEnum):
@@ -36,6 +39,7 @@ class SendStatus(StrEnum):
 
     NOT_SENT = "not_sent"
     QUEUED = "queued"
+    HELD = "held"
     SENDING = "sending"
     RETRYING = "retrying"
     SENT = "sent"
@@ -60,10 +64,16 @@ class SendStatus(StrEnum):
         """Offer "send again" rather than "send"."""
         return self in (SendStatus.SENT, SendStatus.FAILED, SendStatus.UNKNOWN)
 
+    @property
+    def has_reason(self) -> bool:
+        """Its row says why: it failed, nobody knows, or it waits to try again."""
+        return self.needs_attention or self in (SendStatus.RETRYING, SendStatus.HELD)
+
 
 _SEND_LABELS = {
     SendStatus.NOT_SENT: _l("Not sent to customer"),
     SendStatus.QUEUED: _l("Sending"),
+    SendStatus.HELD: _l("Waiting for the tax authority"),
     SendStatus.SENDING: _l("Sending"),
     SendStatus.RETRYING: _l("Waiting to retry"),
     SendStatus.SENT: _l("Invoice sent to customer"),
@@ -115,7 +125,24 @@ def tax_labels() -> dict[str, str]:
     return {status.value: status.label for status in TaxStatus}
 
 
+def _send(predicate):
+    def test(status: str) -> bool:
+        try:
+            return getattr(SendStatus(status), predicate)
+        except ValueError:
+            return False
+
+    return test
+
+
 def init_app(app) -> None:
-    """Let templates say a status in the reader's words."""
+    """Let templates say a status in the reader's words, and ask what it means."""
     app.add_template_global(send_status_label)
     app.add_template_global(tax_status_label)
+    # {% if invoice.send_status is pending_send %}: the predicates above, in templates.
+    app.jinja_env.tests.update(
+        pending_send=_send("is_active"),
+        attention_send=_send("needs_attention"),
+        explained_send=_send("has_reason"),
+        sent_before=_send("was_sent"),
+    )

@@ -299,3 +299,60 @@ def smtp_server():
     server = SmtpServer().start()
     yield server
     server.stop()
+
+
+class TvanSandbox:
+    """The T-VAN sandbox as its own server process on loopback, with its control API."""
+
+    def __init__(self, folder: Path, callback: str = "", callback_secret: str = ""):
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.user, self.password, self.token = "portal", "sandbox-password", "control-token"
+        self.callback_secret = callback_secret
+        args = [sys.executable, "-m", "tvan_sandbox", "--port", str(self.port),
+                "--data", str(folder), "--user", self.user, "--password", self.password,
+                "--control-token", self.token, "--notice-delay", "0.2"]  # fmt: skip
+        if callback:
+            args += ["--callback", callback, "--callback-secret", callback_secret]
+        self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL)
+        import urllib.request
+
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(self.url + "/api/v1/ping", timeout=1).close()
+            except urllib.error.HTTPError as error:
+                error.close()
+                return  # 401: it answers
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the T-VAN sandbox did not start")
+
+    def _call(self, path: str, data: dict | None = None):
+        import json
+        import urllib.request
+
+        body = json.dumps(data).encode() if data is not None else None
+        request = urllib.request.Request(self.url + path, body, method="POST" if body else "GET",
+                                         headers={"X-Control-Token": self.token})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def faults(self, **faults) -> None:
+        """Tell the sandbox to misbehave: down, slow, lose_receipts, answer_twice, ..."""
+        self._call("/_control", faults)
+
+    def ledger(self) -> dict:
+        return self._call("/_ledger")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def tvan(tmp_path):
+    sandbox = TvanSandbox(tmp_path / "tvan")
+    yield sandbox
+    sandbox.stop()

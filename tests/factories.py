@@ -78,3 +78,70 @@ def make_invoice(**overrides) -> Invoice:
     db.session.add(invoice)
     db.session.commit()
     return invoice
+
+
+_signers: dict[str, object] = {}
+
+
+def test_signer(tax_code: str = "0101234567"):
+    """A signing key and certificate for a seller, made once per test run."""
+    from portal.einvoice.signing import make_certificate
+    from portal.issuing.service import Signer
+
+    if tax_code not in _signers:
+        from datetime import UTC, datetime
+
+        since = datetime(datetime.now(UTC).year - 1, 1, 1, tzinfo=UTC)
+        key, cert = make_certificate(tax_code, f"Công ty Thử nghiệm {tax_code}", not_before=since)
+        _signers[tax_code] = Signer(key, cert)
+    return _signers[tax_code]
+
+
+def signed_document(number: int, tax_code: str = "0101234567", **changes):
+    """A VAT invoice of this year, signed by the seller's (test) certificate."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from portal.einvoice.document import Document, Line, Party
+
+    today = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+    values = dict(
+        form=1, series=f"K{today.year % 100:02d}TAA", number=number, issued_on=today,
+        seller=Party(name="Công ty TNHH Thương mại Ánh Dương", tax_code=tax_code,
+                     address="12 Lê Lợi, Quận 1, TP. Hồ Chí Minh"),
+        buyer=Party(name="Công ty Cổ phần Nguyễn Hoàng", tax_code="0312345678",
+                    email="an.nguyen@nguyenhoang.vn", person="Nguyễn Văn An"),
+        lines=[
+            Line(position=1, name="Giấy in A4", unit="Ram", quantity=Decimal(10),
+                 unit_price=Decimal(72000), vat_rate="10%"),
+            Line(position=2, name="Sách giáo khoa", unit="Bộ", quantity=Decimal(3),
+                 unit_price=Decimal(98000), vat_rate="KCT"),
+        ],
+        data_id=f"data-{number}",
+    )  # fmt: skip
+    values.update(changes)
+    return Document(**values)
+
+
+def make_signed_invoice(
+    number: int | None = None,
+    tax_code: str = "0101234567",
+    signer_tax_code: str | None = None,
+    tamper: bool = False,
+    **changes,
+):
+    """Issue a real signed invoice through the production path (sign, then store_document)."""
+    from datetime import UTC, datetime
+
+    from portal.database import write
+    from portal.importing.service import store_document
+    from portal.issuing.service import sign_document
+
+    number = number or next(_numbers)
+    doc = signed_document(number, tax_code, **changes)
+    xml = sign_document(doc, test_signer(signer_tax_code or tax_code), datetime.now(UTC))
+    if tamper:  # edited after signing: a buyer's name changed in the signed bytes
+        xml = xml.replace("Nguyễn Hoàng".encode(), "Nguyễn Hoàn".encode(), 1)
+    with write():
+        invoice = store_document(doc, xml, "test")
+    return invoice

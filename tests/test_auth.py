@@ -84,7 +84,8 @@ def test_unknown_role_is_rejected_by_the_command(runner, role):
     assert result.exit_code != 0
 
 
-PUBLIC = {"static", "auth.login", "i18n.set_language"}
+# The provider's callback: no login, its own signed-body check (tests/test_tax.py).
+PUBLIC = {"static", "auth.login", "i18n.set_language", "tax.callback"}
 PUBLIC_PREFIXES = ("buyer.",)  # the buyer's link and the lookup page: no login by design
 
 

@@ -125,3 +125,64 @@ def test_a_burst_while_the_mail_server_refuses_at_first_arrives_exactly_once(
             db.select(db.func.count()).select_from(Delivery).where(Delivery.attempts > 1)
         )
     assert retried > 0  # the refusals were real, and retried
+
+
+TAX_BURST = 120
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def tax_burst_app(request, redis_url, smtp_server, tvan):
+    from portal.models import TaxSettings
+    from portal.sending.secrets_box import encrypt
+    from tests.factories import make_signed_invoice
+
+    app = request.getfixturevalue("app" if request.param == "sqlite" else "postgres_app")
+    app.config.update(REDIS_URL=redis_url, RQ_QUEUE=f"test-tax-burst-{request.param}")
+    with app.app_context():
+        get_redis().flushdb()
+        add_mail_settings(smtp_server.port)
+        db.session.add(TaxSettings(provider="sandbox", endpoint=tvan.url, username=tvan.user,
+                                   password_encrypted=encrypt(tvan.password)))  # fmt: skip
+        db.session.commit()
+        from portal.auth.views import create
+
+        create("sender", PASSWORD, "sender")
+        app.invoice_ids = [make_signed_invoice().id for _ in range(TAX_BURST)]
+    return app
+
+
+def test_a_burst_of_sends_transfers_each_invoice_exactly_once(tax_burst_app, smtp_server, tvan):
+    from portal.models import TaxSubmission
+
+    app = tax_burst_app
+    workers = start_worker(worker_env(app, TAX_LOOKUP_AFTER="2", TAX_LOOKUP_EVERY="2"), workers=2)
+
+    def accepted() -> int:
+        with app.app_context():
+            return db.session.scalar(db.select(db.func.count()).select_from(TaxSubmission)
+                                     .where(TaxSubmission.result == "accepted"))  # fmt: skip
+
+    try:
+        with LiveServer(app) as server:
+            post = http_client(server.url)
+            with ThreadPoolExecutor(8) as pool:
+                statuses = list(pool.map(
+                    lambda n: post(f"/invoices/{app.invoice_ids[n]}/send",
+                                   {"to": f"kh{n}@example.com", "method": "email"}),
+                    range(TAX_BURST),
+                ))  # fmt: skip
+        assert statuses == [200] * TAX_BURST
+        wait_for(lambda: accepted() == TAX_BURST, timeout=240, every=0.5)
+    finally:
+        stop(workers)
+    ledger = tvan.ledger()
+    # Counted at the sandbox: every invoice arrived once and was accepted once.
+    assert len(ledger["invoices"]) == TAX_BURST
+    assert {tuple(row[4:]) for row in ledger["invoices"]} == {("accepted", 1)}
+    assert ledger["submits"] == TAX_BURST
+    assert len(smtp_server.messages) == TAX_BURST
+    with app.app_context():
+        statuses = db.session.execute(
+            db.select(Invoice.tax_status, db.func.count()).group_by(Invoice.tax_status)
+        ).all()
+    assert statuses == [("tax_accepted", TAX_BURST)]

@@ -6,7 +6,7 @@ import sys
 from tests.conftest import ROOT
 
 FAULTS = ("none", "workers killed", "redis killed", "mail refusing", "mail silent",
-          "database locked")  # fmt: skip
+          "database locked", "sandbox down", "sandbox loses")  # fmt: skip
 
 
 def test_faults_lose_nothing_send_nothing_twice_and_show_no_false_state():

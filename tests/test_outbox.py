@@ -16,6 +16,12 @@ from tests.helpers import add_mail_settings
 DEAD = f"{outbox._machine()}:4194000:1"  # a pid above any this machine hands out
 
 
+def delivery_jobs() -> list[str]:
+    """The email jobs on the queue (each send also queues its tax message's job)."""
+
+    return [job for job in get_queue().job_ids if job.startswith("delivery-")]
+
+
 @pytest.fixture
 def outbox_app(app, redis_url):
     app.config.update(REDIS_URL=redis_url, RQ_QUEUE="test-outbox", QUEUED_STALE_AFTER=0,
@@ -64,7 +70,7 @@ def test_a_claim_of_a_dead_worker_before_the_data_is_sent_again_at_once(outbox_a
         assert counts["abandoned"] == 1 and counts["due"] == 1  # resolved and queued again
         delivery = db.session.get(Delivery, delivery_id)
         assert delivery.status == "queued" and delivery.error_kind == "worker_stopped"
-        assert get_queue().job_ids == [f"delivery-{delivery_id}"]
+        assert delivery_jobs() == [f"delivery-{delivery_id}"]
         (attempt,) = db.session.scalars(db.select(DeliveryAttempt)).all()
         assert (attempt.outcome, attempt.data_sent) == ("retrying", False)
 
@@ -110,12 +116,12 @@ def test_jobs_redis_lost_are_enqueued_again_once(outbox_app):
     with outbox_app.app_context():
         delivery_id = queued_delivery()
         get_redis().flushdb()  # Redis lost the job
-        assert get_queue().job_ids == []
+        assert delivery_jobs() == []
         assert outbox.reconcile()["delivery"]["requeued"] == 1
-        assert get_queue().job_ids == [f"delivery-{delivery_id}"]
+        assert delivery_jobs() == [f"delivery-{delivery_id}"]
         # A job that is still pending is not enqueued twice.
         assert outbox.reconcile()["delivery"]["requeued"] == 0
-        assert get_queue().job_ids == [f"delivery-{delivery_id}"]
+        assert delivery_jobs() == [f"delivery-{delivery_id}"]
 
 
 def test_temporary_failures_wait_their_interval_then_fail(outbox_app):

@@ -210,4 +210,4 @@ def test_the_send_writes_the_tax_submission_in_the_same_unit_of_work(mail_app):
     with mail_app.app_context():
         (submission,) = db.session.scalars(db.select(TaxSubmission)).all()
         assert (submission.invoice_id, submission.delivery_id) == (invoice_id, delivery_id)
-        assert re.fullmatch(r"V0000000000[0-9A-F]{32}", submission.message_code)
+        assert re.fullmatch(r"V0000000000[0-9A-F]{32}", submission.message.message_code)

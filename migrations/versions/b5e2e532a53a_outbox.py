@@ -1,4 +1,4 @@
-"""outbox: retry state, claims and leases on deliveries; tax submissions
+"""Outbox: retry state, claims and leases on deliveries; tax messages, submissions, exchanges, settings
 
 Revision ID: b5e2e532a53a
 Revises: bace4a57f3e1
@@ -18,13 +18,17 @@ depends_on = None
 
 
 def upgrade():
-    op.create_table('tax_submission',
+    op.create_table('tax_message',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('invoice_id', sa.Integer(), nullable=False),
-    sa.Column('delivery_id', sa.Integer(), nullable=True),
     sa.Column('message_code', sa.String(length=64), nullable=False),
-    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('seller_tax_code', sa.String(length=14), nullable=False),
+    sa.Column('invoice_count', sa.Integer(), nullable=False),
+    sa.Column('payload', sa.LargeBinary(), nullable=False),
     sa.Column('created_at', portal.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('receipt_at', portal.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('receipt_ok', sa.Boolean(), nullable=True),
+    sa.Column('notice_at', portal.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('looked_up_at', portal.types.UTCDateTime(timezone=True), nullable=True),
     sa.Column('status', sa.String(length=10), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', portal.types.UTCDateTime(timezone=True), nullable=False),
@@ -36,16 +40,68 @@ def upgrade():
     sa.Column('error_kind', sa.String(length=32), nullable=False),
     sa.Column('reply_code', sa.Integer(), nullable=True),
     sa.Column('reply_message', sa.Text(), nullable=False),
-    sa.ForeignKeyConstraint(['created_by_id'], ['user.id'], ),
-    sa.ForeignKeyConstraint(['delivery_id'], ['delivery.id'], ),
-    sa.ForeignKeyConstraint(['invoice_id'], ['invoice.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('message_code')
     )
+    with op.batch_alter_table('tax_message', schema=None) as batch_op:
+        batch_op.create_index('ix_tax_message_status_next', ['status', 'next_attempt_at'], unique=False)
+
+    op.create_table('tax_settings',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('provider', sa.String(length=32), nullable=False),
+    sa.Column('endpoint', sa.String(length=300), nullable=False),
+    sa.Column('username', sa.String(length=200), nullable=False),
+    sa.Column('password_encrypted', sa.Text(), nullable=False),
+    sa.Column('sender_code', sa.String(length=20), nullable=False),
+    sa.Column('callback_secret_encrypted', sa.Text(), nullable=False),
+    sa.Column('wait_for_acceptance', sa.Boolean(), nullable=False),
+    sa.Column('holidays', sa.Text(), nullable=False),
+    sa.Column('poll_cursor', sa.String(length=64), nullable=False),
+    sa.Column('updated_at', portal.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_test_at', portal.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_test_ok', sa.Boolean(), nullable=True),
+    sa.Column('last_test_message', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_table('tax_exchange',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('tax_message_id', sa.Integer(), nullable=True),
+    sa.Column('direction', sa.String(length=3), nullable=False),
+    sa.Column('message_type', sa.String(length=3), nullable=False),
+    sa.Column('message_code', sa.String(length=64), nullable=False),
+    sa.Column('reference', sa.String(length=64), nullable=False),
+    sa.Column('via', sa.String(length=10), nullable=False),
+    sa.Column('body', sa.LargeBinary(), nullable=False),
+    sa.Column('at', portal.types.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tax_message_id'], ['tax_message.id'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('direction', 'message_code', name='uq_tax_exchange_code')
+    )
+    with op.batch_alter_table('tax_exchange', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_tax_exchange_tax_message_id'), ['tax_message_id'], unique=False)
+
+    op.create_table('tax_submission',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('invoice_id', sa.Integer(), nullable=False),
+    sa.Column('message_id', sa.Integer(), nullable=False),
+    sa.Column('delivery_id', sa.Integer(), nullable=True),
+    sa.Column('created_by_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', portal.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('result', sa.String(length=10), nullable=False),
+    sa.Column('error_code', sa.String(length=32), nullable=False),
+    sa.Column('error_text', sa.Text(), nullable=False),
+    sa.Column('fix_hint', sa.Text(), nullable=False),
+    sa.Column('decided_at', portal.types.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['created_by_id'], ['user.id'], ),
+    sa.ForeignKeyConstraint(['delivery_id'], ['delivery.id'], ),
+    sa.ForeignKeyConstraint(['invoice_id'], ['invoice.id'], ),
+    sa.ForeignKeyConstraint(['message_id'], ['tax_message.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
     with op.batch_alter_table('tax_submission', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_tax_submission_invoice_id'), ['invoice_id'], unique=False)
-        batch_op.create_index('ix_tax_submission_status_next', ['status', 'next_attempt_at'], unique=False)
-        batch_op.create_index('uq_tax_submission_active_invoice', ['invoice_id'], unique=True, sqlite_where=sa.text("status IN ('queued', 'retrying', 'sending')"), postgresql_where=sa.text("status IN ('queued', 'retrying', 'sending')"))
+        batch_op.create_index(batch_op.f('ix_tax_submission_message_id'), ['message_id'], unique=False)
+        batch_op.create_index('uq_tax_submission_covering_invoice', ['invoice_id'], unique=True, sqlite_where=sa.text("result IN ('pending', 'accepted')"), postgresql_where=sa.text("result IN ('pending', 'accepted')"))
 
     # Deliveries become outbox items: keep what each one holds under the new names.
     with op.batch_alter_table('delivery', schema=None) as batch_op:
@@ -64,7 +120,7 @@ def upgrade():
         batch_op.drop_index(batch_op.f('ix_delivery_status_queued'))
         batch_op.drop_index('uq_delivery_active_invoice')
         batch_op.create_index('ix_delivery_status_next', ['status', 'next_attempt_at'], unique=False)
-        batch_op.create_index('uq_delivery_active_invoice', ['invoice_id'], unique=True, sqlite_where=sa.text("status IN ('queued', 'retrying', 'sending')"), postgresql_where=sa.text("status IN ('queued', 'retrying', 'sending')"))
+        batch_op.create_index('uq_delivery_active_invoice', ['invoice_id'], unique=True, sqlite_where=sa.text("status IN ('held', 'queued', 'retrying', 'sending')"), postgresql_where=sa.text("status IN ('held', 'queued', 'retrying', 'sending')"))
         batch_op.drop_column('smtp_message')
         batch_op.drop_column('smtp_code')
         batch_op.drop_column('queued_at')
@@ -72,7 +128,6 @@ def upgrade():
     with op.batch_alter_table('delivery_attempt', schema=None) as batch_op:
         batch_op.add_column(sa.Column('error_kind', sa.String(length=32), nullable=False, server_default=''))
         batch_op.add_column(sa.Column('data_sent', sa.Boolean(), nullable=False, server_default=sa.false()))
-
 
 
 def downgrade():
@@ -102,9 +157,7 @@ def downgrade():
         batch_op.drop_column('claimed_by')
         batch_op.drop_column('next_attempt_at')
 
-    with op.batch_alter_table('tax_submission', schema=None) as batch_op:
-        batch_op.drop_index('uq_tax_submission_active_invoice', sqlite_where=sa.text("status IN ('queued', 'retrying', 'sending')"), postgresql_where=sa.text("status IN ('queued', 'retrying', 'sending')"))
-        batch_op.drop_index('ix_tax_submission_status_next')
-        batch_op.drop_index(batch_op.f('ix_tax_submission_invoice_id'))
-
     op.drop_table('tax_submission')
+    op.drop_table('tax_exchange')
+    op.drop_table('tax_settings')
+    op.drop_table('tax_message')

@@ -10,7 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import Blueprint, Flask, abort, current_app, jsonify, request
 
 from portal.api.cli import hash_token, tokens_cli
-from portal.einvoice.document import VAT_RATES, Document, Line, Party
+from portal.einvoice.document import VAT_RATES, Document, Line, Party, is_tax_code
 from portal.extensions import csrf, db
 from portal.issuing.service import IssueError, issue_invoice, load_signer, series_year_problem
 from portal.models import ApiToken, Invoice, InvoiceSeries
@@ -120,8 +120,9 @@ def parse_request(data) -> tuple[Document | None, InvoiceSeries | None, list[dic
         person=_text(buyer_data, "person", "buyer.person", errors, 200),
         code=_text(buyer_data, "code", "buyer.code", errors, 50),
     )
-    if buyer.tax_code and not re.fullmatch(r"\d{10}(-\d{3})?", buyer.tax_code):
-        errors.append({"field": "buyer.tax_code", "message": "10 digits, or 10 digits-3 digits"})
+    if buyer.tax_code and not is_tax_code(buyer.tax_code):
+        errors.append({"field": "buyer.tax_code",
+                       "message": "10 digits, 10 digits-3 digits, or 12 digits"})  # fmt: skip
     for address in filter(None, re.split(r"[;,\s]+", buyer.email)):
         try:
             validate_email(address, check_deliverability=False)

@@ -1,10 +1,18 @@
 """The invoice as the tax authority's XML describes it, as plain data."""
 
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
 VAT_RATES = ("0%", "5%", "8%", "10%", "KCT", "KKKNT")  # plus "KHAC:AB.CD%"
+# A tax code: 10 digits, 10 digits and a 3-digit branch, or 12 digits (an individual's or a
+# household business's; docs/domain.md, "Identity of an invoice"). Never 10 of a 12.
+TAX_CODE = r"(?:[0-9]{12}|[0-9]{10}(?:-[0-9]{3})?)(?![0-9-])"
+
+
+def is_tax_code(text: str) -> bool:
+    return re.fullmatch(TAX_CODE, text or "") is not None
 
 
 @dataclass

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from portal.einvoice.document import TAX_CODE
 from portal.einvoice.xml import InvoiceXmlError, find_invoice, safe_parse
 
 DSIG = "http://www.w3.org/2000/09/xmldsig#"
@@ -42,7 +43,7 @@ ALGORITHMS = {
 SIGNATURE_METHODS = {method: name for name, (method, _digest) in ALGORITHMS.items()}
 # Vietnam keeps one offset all year; SigningTime is written in it without an offset.
 VN = timezone(timedelta(hours=7), "ICT")
-MST = re.compile(r"MST:\s*([0-9]{10}(?:-[0-9]{3})?)")
+MST = re.compile(rf"MST:\s*({TAX_CODE})")
 
 
 class SignatureError(ValueError):

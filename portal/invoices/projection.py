@@ -6,9 +6,10 @@ counts on these columns) always agrees with the rows they come from.
 """
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import aliased
 
 from portal.extensions import db
-from portal.models import Delivery, Invoice, ReceiptEvent, TaxSubmission
+from portal.models import Delivery, Invoice, ReceiptEvent, TaxMessage, TaxSubmission
 from portal.statuses import OutboxStatus, SendStatus, TaxStatus
 
 # Events that show a person has the invoice, and the weak one (mail apps fetch images alone).
@@ -49,26 +50,38 @@ def _first_receipt(column, kinds: tuple[str, ...]):
 
 
 def _tax_status():
-    """The latest submission's state, in the tax authority's terms.
+    """The newest submission's verdict, or where its message stands.
 
-    Not yet attempted: not sent. Handed over or in flight: waiting for the authority.
-    Retrying or given up: sending to the tax authority failed.
+    Accepted or rejected: the authority's verdict. Pending: not sent while its message was
+    never tried; failed while the message is retrying or was given up (the provider could not
+    be reached); otherwise sent and waiting for the authority.
     """
+    latest = aliased(TaxSubmission)  # its own name: the outer queries read tax_submission too
+    newest = (
+        select(latest.id)
+        .where(latest.invoice_id == Invoice.id)
+        .order_by(latest.id.desc())
+        .limit(1)
+        .correlate(Invoice)
+        .scalar_subquery()
+    )
+    result = select(TaxSubmission.result).where(TaxSubmission.id == newest).scalar_subquery()
 
-    def latest(column):
+    def message(column):
         return (
             select(column)
-            .where(TaxSubmission.invoice_id == Invoice.id)
-            .order_by(TaxSubmission.id.desc())
-            .limit(1)
+            .join(TaxSubmission, TaxSubmission.message_id == TaxMessage.id)
+            .where(TaxSubmission.id == newest)
             .scalar_subquery()
         )
 
-    status = latest(TaxSubmission.status)
+    status = message(TaxMessage.status)
     failed = (OutboxStatus.RETRYING.value, OutboxStatus.FAILED.value)
     return case(
-        (status.is_(None), TaxStatus.NOT_SENT.value),
-        (latest(TaxSubmission.attempts) == 0, TaxStatus.NOT_SENT.value),
+        (result.is_(None), TaxStatus.NOT_SENT.value),
+        (result == "accepted", TaxStatus.ACCEPTED.value),
+        (result == "rejected", TaxStatus.REJECTED.value),
+        (message(TaxMessage.attempts) == 0, TaxStatus.NOT_SENT.value),
         (status.in_(failed), TaxStatus.FAILED.value),
         else_=TaxStatus.PENDING.value,
     )

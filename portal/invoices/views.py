@@ -9,7 +9,7 @@ from portal.invoices import service
 from portal.invoices.forms import FilterForm
 from portal.models import Invoice
 from portal.rendering.service import invoice_file
-from portal.statuses import tax_labels
+from portal.statuses import SendStatus, tax_labels
 from portal.web import render
 
 bp = Blueprint("invoices", __name__)
@@ -75,12 +75,19 @@ def index():
         page=page,
         tabs=TAB_LABELS,
         last_deliveries=service.last_deliveries(_explained(page.items)),
+        tax_alarms=_tax_alarms(page.items),
     )
+
+
+def _tax_alarms(invoices: list[Invoice]) -> dict[int, str]:
+    from portal.tax.service import alarms
+
+    return alarms([i.id for i in invoices if i.tax_status == "tax_pending"])
 
 
 def _explained(invoices: list[Invoice]) -> list[int]:
     """The invoices whose row shows a reason (failed, unknown, waiting to retry)."""
-    return [i.id for i in invoices if i.send_status in ("failed", "unknown", "retrying")]
+    return [i.id for i in invoices if SendStatus(i.send_status).has_reason]
 
 
 @bp.get("/invoices/statuses")
@@ -92,7 +99,7 @@ def statuses():
     filters = _filters(form)
     ids = [int(x) for x in request.args.getlist("ids") if x.isdigit()][:200]
     invoices = db.session.scalars(db.select(Invoice).where(Invoice.id.in_(ids))).all()
-    pending = [i for i in invoices if i.send_status in ("queued", "sending", "retrying")]
+    pending = [i for i in invoices if SendStatus(i.send_status).is_active]
     page = service.Page(invoices, 0, 1, 1, 1, counts=service.tab_counts(filters))
     return render_template(
         "invoices/_statuses.html",
@@ -102,6 +109,7 @@ def statuses():
         page=page,
         tabs=TAB_LABELS,
         last_deliveries=service.last_deliveries(_explained(invoices)),
+        tax_alarms=_tax_alarms(invoices),
     )
 
 
@@ -128,11 +136,12 @@ def show(invoice_id: int):
     """The invoice in its legal layout, with its sending history and the buyer's receipt."""
     from portal.buyer.views import timeline
     from portal.sending.service import deliveries_of
+    from portal.tax.service import view as tax_view
 
     invoice = _invoice(invoice_id)
     return render_template(
         "invoices/show.html", invoice=invoice, deliveries=deliveries_of(invoice.id),
-        events=timeline(invoice.id),
+        events=timeline(invoice.id), tax=tax_view(invoice.id),
     )  # fmt: skip
 
 

@@ -88,9 +88,15 @@ class Kind:
     retry_intervals: Callable[[], list[int]]
     # log_attempt(item, claim, outcome, status, now): keep the attempt, inside the unit of work.
     log_attempt: Callable | None = None
-    # on_change(invoice_ids): refresh what is derived from the items (the invoice's status).
+    # on_change(item_ids): refresh what is derived from the items (the invoices' status).
     on_change: Callable[[list[int]], None] | None = None
     timeout: int = 180  # seconds RQ lets one job run
+    # Whether sending again after a lost answer is safe because each attempt first asks the
+    # other side whether it has the item (a T-VAN knows its message ids; an SMTP server does
+    # not): then a worker that died after the data means "try again", not "unknown".
+    resend_safe: bool = False
+    # maintain(): extra upkeep the reconciler runs for this kind (polling for answers, say).
+    maintain: Callable[[], dict] | None = None
 
 
 @dataclass
@@ -231,7 +237,11 @@ def claim(kind: Kind, item_id: int) -> Claim | None:
                 return None
         row = db.session.execute(
             update(model)
-            .where(model.id == item_id, model.status == OutboxStatus.QUEUED)
+            .where(
+                model.id == item_id,
+                model.status == OutboxStatus.QUEUED,
+                model.next_attempt_at <= now,
+            )
             .values(
                 status=OutboxStatus.SENDING,
                 attempts=model.attempts + 1,
@@ -240,12 +250,12 @@ def claim(kind: Kind, item_id: int) -> Claim | None:
                 lease_until=now + lease,
                 data_sent_at=None,
             )
-            .returning(model.attempts, model.invoice_id)
+            .returning(model.attempts)
         ).first()
         if row is None:
             return None
         if kind.on_change:
-            kind.on_change([row.invoice_id])
+            kind.on_change([item_id])
     return Claim(kind, item_id, row.attempts, now, me)
 
 
@@ -264,7 +274,7 @@ def run(kind_name: str, item_id: int) -> str:
         log.exception("%s %s: attempt %s failed on our side", kind.name, item_id, held.attempt)
         problem = "database_busy" if isinstance(error, OperationalError) else "internal"
         message = f"{type(error).__name__}: {error}"[:500]
-        if held.data_sent:
+        if held.data_sent and not kind.resend_safe:
             outcome = Outcome.unknown(problem, None, message)
         else:
             outcome = Outcome.temporary(problem, None, message)
@@ -344,7 +354,7 @@ def _apply(held: Claim, outcome: Outcome, now: datetime, item=None) -> bool:
     if kind.log_attempt:
         kind.log_attempt(item, held, outcome, status, now)
     if kind.on_change:
-        kind.on_change([item.invoice_id])
+        kind.on_change([item.id])
     return True
 
 
@@ -389,17 +399,16 @@ def reconcile_kind(kind: Kind) -> dict[str, int]:
             due = due.with_for_update(skip_locked=True)
         due_ids = list(db.session.scalars(due))
         if due_ids:
-            rows = db.session.execute(
-                update(model)
-                .where(model.id.in_(due_ids))
-                .values(status=OutboxStatus.QUEUED)
-                .returning(model.invoice_id)
-            ).all()
+            db.session.execute(
+                update(model).where(model.id.in_(due_ids)).values(status=OutboxStatus.QUEUED)
+            )
             if kind.on_change:
-                kind.on_change([row.invoice_id for row in rows])
+                kind.on_change(due_ids)
             enqueue_after_commit(kind, due_ids)
         counts["due"] = len(due_ids)
     counts["requeued"] = _requeue_lost(kind, now)
+    if kind.maintain:
+        counts.update(kind.maintain())
     return counts
 
 

@@ -42,10 +42,14 @@ REASONS = {
         "The sending process stopped before the email went out; it is sent again automatically."
     ),
     "aborted": _l("The send was stopped before the email went out; it is sent again."),
+    "tax_rejected": _l(
+        "The tax authority did not accept the invoice data, so the email was not sent (the "
+        "settings say emails wait for its acceptance). See its reasons on the invoice page."
+    ),
 }
 
 # Failures on our side: what follows the sentence is our own detail, not the mail server's.
-OURS = {"internal", "database_busy", "worker_stopped", "aborted", "no_settings"}
+OURS = {"internal", "database_busy", "worker_stopped", "aborted", "no_settings", "tax_rejected"}
 
 # After the data went out, a stopped worker leaves the outcome open.
 UNKNOWN_REASONS = {

@@ -19,7 +19,7 @@ from portal.sending import mailer, templating
 from portal.sending.addresses import AddressList, clean_display_name, parse_addresses
 from portal.sending.secrets_box import decrypt
 from portal.statuses import ACTIVE, OutboxStatus
-from portal.tax.service import ensure_submission
+from portal.tax.service import ensure_submission, waits_for_acceptance
 from portal.types import utcnow
 
 log = logging.getLogger(__name__)
@@ -189,6 +189,8 @@ def queue_delivery(
         active = active_delivery(invoice_id)
         if active is not None:
             return QueueResult(active, created=False)
+        # The seller may have chosen that emails wait for the tax authority's acceptance.
+        held = method == "email" and waits_for_acceptance(invoice_id)
         delivery = Delivery(
             invoice_id=invoice.id,
             method=method,
@@ -204,6 +206,8 @@ def queue_delivery(
             delivery.expires_at = link_expiry()
             delivery.status = OutboxStatus.SENT
             delivery.finished_at = utcnow()
+        elif held:
+            delivery.status = OutboxStatus.HELD
         try:
             # A savepoint: on PostgreSQL a concurrent request may win the one-active index.
             with db.session.begin_nested():
@@ -212,7 +216,7 @@ def queue_delivery(
             return QueueResult(active_delivery(invoice_id), created=False)
         ensure_submission(invoice.id, delivery.id, user_id)
         projection.refresh([invoice.id])
-        if method == "email":
+        if method == "email" and not held:
             outbox.enqueue_after_commit(DELIVERIES, [delivery.id])
     return QueueResult(delivery, created=True, link=link)
 
@@ -295,13 +299,22 @@ def log_attempt(delivery, held, result, status, now) -> None:
     )
 
 
+def refresh_invoices(delivery_ids: list[int]) -> None:
+    """Refresh the status columns of these deliveries' invoices."""
+    projection.refresh(
+        list(
+            db.session.scalars(db.select(Delivery.invoice_id).where(Delivery.id.in_(delivery_ids)))
+        )
+    )
+
+
 DELIVERIES = outbox.Kind(
     name="delivery",
     model=Delivery,
     perform=perform_delivery,
     retry_intervals=retry_intervals,
     log_attempt=log_attempt,
-    on_change=projection.refresh,
+    on_change=refresh_invoices,
     timeout=180,
 )
 

@@ -11,8 +11,17 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional, Regexp
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    Length,
+    NumberRange,
+    Optional,
+    Regexp,
+    ValidationError,
+)
 
+from portal.einvoice.document import TAX_CODE
 from portal.settings.service import MailValues
 
 
@@ -66,6 +75,49 @@ class MailSettingsForm(FlaskForm):
         )  # fmt: skip
 
 
+class TaxSettingsForm(FlaskForm):
+    """Thiết lập kết nối CQT: the T-VAN provider and how buyer emails relate to the transfer."""
+
+    provider = SelectField(_l("Transmission provider (T-VAN)"), choices=[])
+    endpoint = StringField(
+        _l("Provider address"),
+        validators=[DataRequired(), Length(max=300),
+                    Regexp(r"^https?://", message=_l("an address starting with http:// or https://"))],
+        filters=[_strip],
+    )  # fmt: skip
+    username = StringField(_l("User name"), validators=[Length(max=200)], filters=[_strip])
+    # Never rendered back: an empty field keeps the stored password.
+    password = PasswordField(_l("Password"), validators=[Length(max=200)])
+    sender_code = StringField(
+        _l("Sender code (MNGui)"),
+        validators=[DataRequired(), Regexp(r"^[A-Za-z0-9]{1,20}$", message=_l("letters and digits, up to 20"))],
+        filters=[_strip],
+    )  # fmt: skip
+    callback_secret = PasswordField(_l("Secret of pushed answers"), validators=[Length(max=200)])
+    wait_for_acceptance = SelectField(
+        _l("Buyer emails"),
+        choices=[
+            SelectChoice("0", _l("go at once, at the same time as the data (the legal default)")),
+            SelectChoice("1", _l("wait until the tax authority accepted the invoice")),
+        ],
+        default="0",
+    )
+    holidays = TextAreaField(
+        _l("Holidays besides weekends (one date a line, YYYY-MM-DD)"), filters=[_strip]
+    )
+
+    def validate_holidays(self, field):
+        from datetime import date
+
+        for line in (field.data or "").split():
+            try:
+                date.fromisoformat(line)
+            except ValueError:
+                raise ValidationError(
+                    _l("“%(value)s” is not a date as YYYY-MM-DD", value=line)
+                ) from None
+
+
 class TemplateForm(FlaskForm):
     subject = StringField(_l("Subject"), validators=[DataRequired(), Length(max=500)])
     body_text = TextAreaField(_l("Plain-text body"), validators=[DataRequired()])
@@ -78,7 +130,7 @@ class CompanyForm(FlaskForm):
         _l("Tax code"),
         validators=[
             DataRequired(),
-            Regexp(r"^\d{10}(-\d{3})?$", message=_l("10 digits, or 10 digits-3 digits")),
+            Regexp(f"^{TAX_CODE}$", message=_l("10 digits, 10 digits-3 digits, or 12 digits")),
         ],
     )
     address = StringField(_l("Address"), validators=[Length(max=400)])

@@ -1,6 +1,6 @@
 """Settings pages: the invoice email (with a test send) and the email template editor."""
 
-from flask import Blueprint, flash, redirect, render_template, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from portal.auth.views import role_required
@@ -9,7 +9,15 @@ from portal.extensions import db
 from portal.models import InvoiceSeries, Seller
 from portal.sending import service, templating
 from portal.settings import service as settings_service
-from portal.settings.forms import CompanyForm, MailSettingsForm, SeriesForm, TemplateForm
+from portal.settings.forms import (
+    CompanyForm,
+    MailSettingsForm,
+    SeriesForm,
+    TaxSettingsForm,
+    TemplateForm,
+)
+from portal.tax import service as tax_service
+from portal.tax.gateway import PROVIDERS
 from portal.web import render
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -134,3 +142,56 @@ def series():
             return redirect(url_for("settings.series"))
     rows = db.session.scalars(db.select(InvoiceSeries).order_by(InvoiceSeries.series)).all()
     return render_template("settings/series.html", form=form, rows=rows)
+
+
+def _tax_form(settings=None, **kwargs) -> TaxSettingsForm:
+    form = TaxSettingsForm(obj=settings, **kwargs)
+    form.provider.choices = [(key, label) for key, (label, _adapter) in PROVIDERS.items()]
+    if settings is not None and request.method == "GET":
+        form.wait_for_acceptance.data = "1" if settings.wait_for_acceptance else "0"
+    return form
+
+
+def _tax_values(form: TaxSettingsForm) -> tax_service.TaxValues:
+    return tax_service.TaxValues(
+        provider=form.provider.data, endpoint=form.endpoint.data, username=form.username.data or "",
+        password=form.password.data or "", sender_code=form.sender_code.data,
+        callback_secret=form.callback_secret.data or "",
+        wait_for_acceptance=form.wait_for_acceptance.data == "1", holidays=form.holidays.data or "",
+    )  # fmt: skip
+
+
+def _tax_page(form, settings, result=None, status=200):
+    callback = None
+    if settings is not None:
+        callback = current_app.config["PORTAL_BASE_URL"].rstrip("/") + url_for(
+            "tax.callback", provider=settings.provider
+        )
+    return render(
+        "settings/tax.html", "settings/_tax_test.html", form=form, settings=settings,
+        result=result, callback=callback,
+    ), status  # fmt: skip
+
+
+@bp.route("/tax", methods=["GET", "POST"])
+@role_required("admin")
+def tax():
+    """Thiết lập kết nối CQT: the T-VAN, its credentials, and whether emails wait for CQT."""
+    settings = tax_service.tax_settings()
+    form = _tax_form(settings)
+    if form.validate_on_submit():
+        tax_service.save_tax_settings(_tax_values(form))
+        flash(_("Tax authority connection saved."))
+        return redirect(url_for("settings.tax"))
+    return _tax_page(form, settings)
+
+
+@bp.post("/tax/test")
+@role_required("admin")
+def test_tax():
+    """Test the connection with the form's values; show the provider's exact answer."""
+    form = _tax_form()
+    if not form.validate():
+        return _tax_page(form, tax_service.tax_settings(), status=422)
+    result = tax_service.test_connection(_tax_values(form))
+    return _tax_page(form, tax_service.tax_settings(), result)

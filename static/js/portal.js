@@ -1,4 +1,4 @@
-// hoadon-portal: the little behaviour htmx does not cover (dialogs, copy to clipboard).
+// hoadon-portal: the little behaviour htmx does not cover (dialogs, copy to clipboard, select all).
 (function () {
   "use strict";
 
@@ -29,6 +29,13 @@
         dialog.close();
         dialog.remove();
       }
+      return;
+    }
+    var all = event.target.closest("[data-select-all]");
+    if (all) {
+      document.querySelectorAll(all.getAttribute("data-select-all")).forEach(function (box) {
+        box.checked = all.checked;
+      });
       return;
     }
     var copy = event.target.closest("[data-copy]");
