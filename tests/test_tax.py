@@ -375,6 +375,7 @@ def test_demo_invoices_are_accepted_end_to_end_through_the_real_worker(tax_app, 
         assert answer.status_code == 200
     worker = start_worker(worker_env(tax_app), workers=2)
     try:
+
         def all_accepted():
             with tax_app.app_context():
                 return all(
