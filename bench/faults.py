@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.sink import Sink  # noqa: E402
-from bench.system import Client, System, free_port  # noqa: E402
+from bench.system import Client, System, bulk_send, free_port  # noqa: E402
 
 FINAL = {"sent", "failed", "unknown"}
 
@@ -113,6 +113,32 @@ def lock_database(system: System, sink: Sink, options) -> str:
     return f"database write-locked by another process for {options.lock:.0f} s"
 
 
+def mail_busy(system: System, sink: Sink, options) -> str:
+    sink.handler.mode = "busy"
+
+    def calm():
+        sink.handler.mode = "normal"
+
+    threading.Timer(options.outage, calm).start()
+    return f"mail server answering 421 (slow down) for {options.outage:.0f} s"
+
+
+def pause_resume(system: System, sink: Sink, options) -> str:
+    client = options.client
+    client.post(f"/bulk/batches/{options.batch_id}/pause", {})
+    time.sleep(options.pause)
+    client.post(f"/bulk/batches/{options.batch_id}/resume", {})
+    return f"paused for {options.pause:.0f} s, then resumed"
+
+
+# A batch of the bulk page's, with a fault in the middle.
+BULK_FAULTS = {
+    "bulk: workers killed": kill_workers,
+    "bulk: redis killed": kill_redis,
+    "bulk: pause, resume": pause_resume,
+    "bulk: mail 421": mail_busy,
+}
+
 FAULTS = {
     "none": None,
     "workers killed": kill_workers,
@@ -132,19 +158,31 @@ def run_fault(name, inject, system: System, sink: Sink, client: Client, ids: lis
     started = time.monotonic()
     note = ""
 
-    def send(invoice_id: int) -> int:
-        return client.post(f"/invoices/{invoice_id}/send",
-                           {"to": addresses[invoice_id], "method": "email"})  # fmt: skip
+    def third_arrived() -> None:
+        deadline = time.monotonic() + 300
+        while sink.count() - before < len(ids) // 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
 
-    with ThreadPoolExecutor(8) as pool:
-        answers = pool.map(send, ids)
-        if inject:
-            deadline = time.monotonic() + 120
-            while sink.count() - before < len(ids) // 3 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            note = inject(system, sink, options)
-        answers = list(answers)
-    refused = sum(1 for status in answers if status != 200)
+    if name.startswith("bulk:"):
+        # The bulk page's batch, to the buyers' own addresses.
+        options.client = client
+        options.batch_id, _click = bulk_send(system, client, ids)
+        third_arrived()
+        note = inject(system, sink, options)
+        refused = 0
+    else:
+
+        def send(invoice_id: int) -> int:
+            return client.post(f"/invoices/{invoice_id}/send",
+                               {"to": addresses[invoice_id], "method": "email"})  # fmt: skip
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = pool.map(send, ids)
+            if inject:
+                third_arrived()
+                note = inject(system, sink, options)
+            answers = list(answers)
+        refused = sum(1 for status in answers if status != 200)
     deadline = time.monotonic() + options.settle
     while time.monotonic() < deadline:
         states = system.deliveries(ids)
@@ -158,7 +196,8 @@ def run_fault(name, inject, system: System, sink: Sink, client: Client, ids: lis
             break
         time.sleep(0.5)
     elapsed = time.monotonic() - started
-    row = count(name, note, ids, addresses, system, sink, refused, elapsed)
+    row = count(name, note, ids, addresses, system, sink, refused, elapsed,
+                by_file=name.startswith("bulk:"))  # fmt: skip
     row.update(count_tax(ids, system))
     return row
 
@@ -185,10 +224,17 @@ def count_tax(ids: list[int], system: System) -> dict:
     return row
 
 
-def count(name, note, ids, addresses, system: System, sink: Sink, refused, elapsed) -> dict:
+def count(name, note, ids, addresses, system: System, sink: Sink, refused, elapsed,
+          by_file: bool = False) -> dict:  # fmt: skip
+    """Per invoice: what the server received (by address, or by the PDF's name), and its state."""
     by_address: dict[str, list] = {}
+    if by_file:
+        # Buyers share addresses in a batch: count by the attached PDF's name instead.
+        identities = system.identities(ids)
+        addresses = {i: f"{form}{series}_{number:08d}.pdf"
+                     for i, (_tax, form, series, number) in identities.items()}  # fmt: skip
     for got in sink.received():
-        for to in got.rcpt_tos:
+        for to in got.files if by_file else got.rcpt_tos:
             by_address.setdefault(to, []).append(got)
     states = system.deliveries(ids)
     shown = system.invoice_statuses(ids)
@@ -220,13 +266,15 @@ COLUMNS = ["received once", "twice+", "never", "sent", "failed", "unknown", "los
            "duplicated", "tax once", "tax twice+", "tax lost", "false states", "seconds"]  # fmt: skip
 
 
-def print_table(rows: list[dict], n: int) -> None:
-    print(f"\n{n} invoices per fault, counted at the receiving SMTP server and in the database")
-    print(f"{'fault':18}" + "".join(f"{c:>14}" for c in COLUMNS))
+def print_table(rows: list[dict], n: int, bulk: int = 0) -> None:
+    batches = f"; batches of {bulk} for the bulk page's faults" if bulk else ""
+    print(f"\n{n} invoices per fault{batches}, counted at the receiving SMTP server, the "
+          "T-VAN sandbox's ledger and the database")  # fmt: skip
+    print(f"{'fault':22}" + "".join(f"{c:>14}" for c in COLUMNS))
     for row in rows:
         cells = [f"{row.get(c, 0):14.0f}" if c == "seconds" else f"{row.get(c, 0):14d}"
                  for c in COLUMNS]  # fmt: skip
-        print(f"{row['fault']:18}" + "".join(cells))
+        print(f"{row['fault']:22}" + "".join(cells))
     for row in rows:
         if row["note"]:
             print(f"  {row['fault']}: {row['note']}")
@@ -239,34 +287,59 @@ def print_table(rows: list[dict], n: int) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=300, help="invoices sent per fault")
+    parser.add_argument(
+        "--bulk",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also run the bulk page's faults, with batches of N invoices",
+    )
     parser.add_argument("--quick", action="store_true", help="short faults, for the suite")
-    parser.add_argument("--only", nargs="*", choices=list(FAULTS), help="run these faults only")
+    parser.add_argument(
+        "--only", nargs="*", choices=[*FAULTS, *BULK_FAULTS], help="run these faults only"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the instance folder")
     options = parser.parse_args(argv)
-    faults = {name: FAULTS[name] for name in (options.only or FAULTS)}
+    every = {**FAULTS, **(BULK_FAULTS if options.bulk else {})}
+    faults = {name: every[name] for name in (options.only or every)}
+    sizes = {name: (options.bulk or options.n) if name.startswith("bulk:") else options.n
+             for name in faults}  # fmt: skip
     env = {"TVAN_PORT": str(free_port())}
-    options.outage, options.silence, options.lock, options.settle = 60, 20, 10, 600
+    options.outage, options.silence, options.lock, options.settle = 60, 20, 10, 900
+    options.pause = 10
     if options.quick:
-        options.outage, options.silence, options.settle = 10, 6, 240
+        options.outage, options.silence, options.settle, options.pause = 10, 6, 240, 3
         env.update(SEND_RETRY_INTERVALS="2,4,8,16", SMTP_TIMEOUT="4", QUEUED_STALE_AFTER="5",
                    RECONCILE_EVERY="1", TAX_RETRY_INTERVALS="2,4,8,16", TAX_LOOKUP_AFTER="3",
-                   TAX_LOOKUP_EVERY="3", TVAN_TIMEOUT="5")  # fmt: skip
+                   TAX_LOOKUP_EVERY="3", TVAN_TIMEOUT="5", THROTTLE_SECONDS="3")  # fmt: skip
     sink = Sink(free_port()).start()
     sink.handler.silent_for = float(env.get("SMTP_TIMEOUT", 30)) + 10
     rows = []
     try:
-        with System(options.n * len(faults), sink.port, env, keep=options.keep) as system:
+        # Some demo buyers have no address: seed enough for the bulk batches to be full.
+        seeded = sum(sizes.values()) + sum(v for k, v in sizes.items() if k.startswith("bulk:"))
+        with System(seeded, sink.port, env, keep=options.keep) as system:
             client = Client(system.url)
             ids = system.invoice_ids()
-            for index, (name, inject) in enumerate(faults.items()):
-                batch = ids[index * options.n : (index + 1) * options.n]
+            # A bulk batch takes invoices whose buyer has an address (retail buyers may not);
+            # the other faults send to addresses of their own, so take the rest.
+            emails = system.buyer_emails(ids)
+            needed = sum(size for name, size in sizes.items() if name.startswith("bulk:"))
+            for_bulk = [i for i in ids if emails.get(i)][-needed:] if needed else []
+            taken = set(for_bulk)
+            pools = {"bulk": for_bulk, "plain": [i for i in ids if i not in taken]}
+            start = {"plain": 0, "bulk": 0}
+            for name, inject in faults.items():
+                key = "bulk" if name.startswith("bulk:") else "plain"
+                batch = pools[key][start[key] : start[key] + sizes[name]]
+                start[key] += sizes[name]
                 rows.append(run_fault(name, inject, system, sink, client, batch, options))
                 print(f"{name}: done in {rows[-1]['seconds']:.0f} s", flush=True)
                 sink.handler.mode = "normal"
                 sink.start()
     finally:
         sink.stop()
-    print_table(rows, options.n)
+    print_table(rows, options.n, options.bulk)
     keys = ("lost", "duplicated", "tax lost", "tax twice+", "false states")
     bad = sum(row.get(key, 0) for row in rows for key in keys)
     return 1 if bad else 0

@@ -1,12 +1,14 @@
 """A receiving SMTP server for the benchmarks that counts what it got and can misbehave.
 
 Modes: "normal" (250 to every message), "silent" (takes the data, never answers: the
-client times out), and stopped (connections refused). Every message whose data arrived is
+client times out), "busy" (421 to every message: slow down), and stopped (connections
+refused). Every message whose data arrived is
 kept with its recipients and whether it was answered, so a benchmark can count at the
 receiving end what the portal's states claim.
 """
 
 import asyncio
+import re
 import threading
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -19,6 +21,7 @@ class Got:
     rcpt_tos: list[str]
     message_id: str
     answered: bool
+    files: list[str] = field(default_factory=list)  # the attachments' names (1K26TAA_00000012.pdf)
 
 
 @dataclass
@@ -30,8 +33,14 @@ class Handler:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server, session, envelope):
-        headers = BytesHeaderParser().parsebytes(envelope.original_content or envelope.content)
-        item = Got(list(envelope.rcpt_tos), headers.get("Message-ID", ""), False)
+        if self.mode == "busy":
+            # "Slow down": the server refuses the message for now; it has not got it.
+            return "421 4.7.0 Too many messages, try again later"
+        data = envelope.original_content or envelope.content
+        headers = BytesHeaderParser().parsebytes(data)
+        names = re.findall(rb'filename="?([^";\r\n]+)"?', data)
+        item = Got(list(envelope.rcpt_tos), headers.get("Message-ID", ""), False,
+                   [n.decode(errors="replace") for n in names])  # fmt: skip
         with self.lock:
             self.got.append(item)
         if self.mode == "silent":

@@ -166,6 +166,13 @@ class System:
                 if row.invoice_id in wanted
             }
 
+    def buyer_emails(self, invoice_ids: list[int]) -> dict[int, str]:
+        """The address each invoice goes to by default: its buyer's."""
+        wanted = set(invoice_ids)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT id, buyer_email FROM invoice"))
+            return {row.id: row.buyer_email for row in rows if row.id in wanted}
+
     def tax_results(self, invoice_ids: list[int]) -> dict[int, str]:
         """The newest tax verdict of each invoice: pending, accepted, rejected."""
         query = sa.text(
@@ -193,6 +200,34 @@ class System:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.text("SELECT id, send_status FROM invoice"))
             return {row.id: row.send_status for row in rows if row.id in wanted}
+
+
+def bulk_send(
+    system: "System", client: "Client", ids: list[int] | None = None
+) -> tuple[int, float]:
+    """Send a batch the bulk page's way; return (batch id, the send click's seconds).
+
+    Loads every unsent invoice, then ticks `ids` (or selects all matching) and sends.
+    """
+    page = client.opener.open(urllib.request.Request(
+        system.url + "/bulk/load",
+        urllib.parse.urlencode({"period": "all", "tab": "not_sent"}).encode(),
+        headers={"HX-Request": "true", "X-CSRFToken": client.csrf},
+    ), timeout=300).read().decode()  # fmt: skip
+    batch_id = int(re.search(r'id="draft-(\d+)"', page).group(1))
+    if ids is None:
+        assert client.post(f"/bulk/drafts/{batch_id}/tick-all", {"selected": "1"}) == 200
+    else:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            assert (
+                client.post(f"/bulk/drafts/{batch_id}/tick", {"ids": chunk, "selected": "1"}) == 200
+            )
+    started = time.perf_counter()
+    status = client.post(f"/bulk/drafts/{batch_id}/send", {})
+    click = time.perf_counter() - started
+    assert status in (200, 204, 302), status
+    return batch_id, click
 
 
 class Client:

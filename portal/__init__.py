@@ -27,6 +27,7 @@ def create_app(test_config: dict | None = None):
     from portal import database, i18n, security, statuses, web
     from portal.api import views as api
     from portal.auth import views as auth
+    from portal.bulk import views as bulk
     from portal.buyer import views as buyer
     from portal.demo import cli as demo
     from portal.extensions import csrf, htmx, limiter, mail, migrate
@@ -60,6 +61,7 @@ def create_app(test_config: dict | None = None):
     api.init_app(app)
     sending.init_app(app)
     tax.init_app(app)
+    bulk.init_app(app)
     app.register_blueprint(buyer.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(mailbox.bp)

@@ -80,6 +80,13 @@ class Config:
         self.QUEUED_STALE_AFTER = int(os.environ.get("QUEUED_STALE_AFTER", "15"))
         # How long a worker keeps trying to record an outcome while the database is locked.
         self.OUTBOX_FINISH_PATIENCE = float(os.environ.get("OUTBOX_FINISH_PATIENCE", "120"))
+        # Bulk send: a batch pauses itself after this many permanent failures in a row, or a
+        # third of the last BULK_PAUSE_WINDOW; the selected-invoices PDF holds at most
+        # BULK_PREVIEW_MAX; a "slow down" answer pauses the account THROTTLE_SECONDS.
+        self.BULK_PAUSE_IN_A_ROW = int(os.environ.get("BULK_PAUSE_IN_A_ROW", "20"))
+        self.BULK_PAUSE_WINDOW = int(os.environ.get("BULK_PAUSE_WINDOW", "50"))
+        self.BULK_PREVIEW_MAX = int(os.environ.get("BULK_PREVIEW_MAX", "500"))
+        self.THROTTLE_SECONDS = float(os.environ.get("THROTTLE_SECONDS", "60"))
         # How long a SQLite writer waits for another's write lock before giving up.
         self.SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "15000"))
         # The sender code (MNGui) that starts every message id (MTDiep) sent to the T-VAN.

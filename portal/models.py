@@ -247,6 +247,8 @@ class OutboxItem:
     # host:pid:start-time of the worker process that holds the claim.
     claimed_by: Mapped[str] = mapped_column(String(120), default="")
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Attempts that did not count against the retries: the mail server asked to slow down.
+    deferrals: Mapped[int] = mapped_column(default=0)
     # Set in the claim's attempt just before the data goes out: past it, "no answer" is unknown.
     data_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -277,6 +279,45 @@ class MailSettings(db.Model):
     last_test_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_test_ok: Mapped[bool | None] = mapped_column(nullable=True)
     last_test_message: Mapped[str] = mapped_column(Text, default="")
+    # The account's limits (empty: none), and a pause the server asked for (421, 450, 454).
+    rate_per_minute: Mapped[int | None] = mapped_column(nullable=True)
+    rate_per_day: Mapped[int | None] = mapped_column(nullable=True)
+    throttled_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    throttle_note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Batch(db.Model):
+    """A bulk send: first a draft (conditions, ticks, edited recipients), then its deliveries."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), default="draft")
+    conditions: Mapped[str] = mapped_column(Text, default="{}")  # the filters, as JSON
+    # All that match the conditions are ticked, but the rows unticked (else only those ticked).
+    select_all: Mapped[bool] = mapped_column(default=False)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    total: Mapped[int] = mapped_column(default=0)
+    pause_reason: Mapped[str] = mapped_column(Text, default="")
+
+    started_by: Mapped[User | None] = relationship(foreign_keys=[started_by_id])
+
+
+class BatchRow(db.Model):
+    """What the seller changed on one row of a draft: its tick, its recipients."""
+
+    __table_args__ = (UniqueConstraint("batch_id", "invoice_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batch.id", ondelete="CASCADE"))
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"))
+    selected: Mapped[bool | None] = mapped_column(nullable=True)  # None: as the draft says
+    recipient_name: Mapped[str] = mapped_column(String(200), default="")
+    to_addresses: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: the buyer's
+    cc_addresses: Mapped[str] = mapped_column(Text, default="")
+    save_to_customer: Mapped[bool] = mapped_column(default=False)
 
 
 class EmailTemplate(db.Model):
@@ -311,7 +352,12 @@ def outbox_indexes(table: str) -> tuple[Index, Index]:
 class Delivery(OutboxItem, db.Model):
     """One request to send an invoice to its buyer, and what came of it."""
 
-    __table_args__ = outbox_indexes("delivery")
+    __table_args__ = (
+        *outbox_indexes("delivery"),
+        Index("ix_delivery_batch_status", "batch_id", "status"),
+        # The account's pace counts the sends claimed in the last minute and day.
+        Index("ix_delivery_claimed_at", "claimed_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)
@@ -322,6 +368,7 @@ class Delivery(OutboxItem, db.Model):
     bcc_addresses: Mapped[str] = mapped_column(Text, default="")
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batch.id"), nullable=True)
     message_id: Mapped[str] = mapped_column(String(300), default="")
     # The buyer's personal link: only a hash of its token is kept.
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
@@ -413,7 +460,10 @@ class TaxSubmission(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoice.id"), index=True)
-    message_id: Mapped[int] = mapped_column(ForeignKey("tax_message.id"), index=True)
+    # Empty until the submission is packed into a message (a bulk send packs in a job).
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tax_message.id"), index=True, nullable=True
+    )
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"), nullable=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -425,7 +475,7 @@ class TaxSubmission(db.Model):
     fix_hint: Mapped[str] = mapped_column(Text, default="")  # HDXLy
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
-    message: Mapped[TaxMessage] = relationship(back_populates="submissions")
+    message: Mapped[TaxMessage | None] = relationship(back_populates="submissions")
     invoice: Mapped[Invoice] = relationship()
 
 

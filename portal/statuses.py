@@ -19,6 +19,7 @@ class OutboxStatus(StrEnum):
     SENT = "sent"  # the receiving server took it
     FAILED = "failed"  # given up, with the reason
     UNKNOWN = "unknown"  # the data went out and no answer came
+    CANCELLED = "cancelled"  # the seller called it off before it started
 
     @property
     def is_active(self) -> bool:
@@ -45,6 +46,7 @@ class SendStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    CANCELLED = "cancelled"
 
     @property
     def label(self) -> str:
@@ -79,7 +81,38 @@ _SEND_LABELS = {
     SendStatus.SENT: _l("Invoice sent to customer"),
     SendStatus.FAILED: _l("Send failed"),
     SendStatus.UNKNOWN: _l("Outcome unknown"),
+    SendStatus.CANCELLED: _l("Send cancelled"),
 }
+
+
+class BatchStatus(StrEnum):
+    """Where a bulk send stands."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+    @property
+    def label(self) -> str:
+        return str(_BATCH_LABELS[self])
+
+
+_BATCH_LABELS = {
+    BatchStatus.DRAFT: _l("Draft"),
+    BatchStatus.RUNNING: _l("Sending"),
+    BatchStatus.PAUSED: _l("Paused"),
+    BatchStatus.CANCELLED: _l("Cancelled"),
+    BatchStatus.DONE: _l("Done"),
+}
+
+
+def batch_status_label(status: str) -> str:
+    try:
+        return BatchStatus(status).label
+    except ValueError:
+        return status
 
 
 class TaxStatus(StrEnum):
@@ -139,6 +172,7 @@ def init_app(app) -> None:
     """Let templates say a status in the reader's words, and ask what it means."""
     app.add_template_global(send_status_label)
     app.add_template_global(tax_status_label)
+    app.add_template_global(batch_status_label)
     # {% if invoice.send_status is pending_send %}: the predicates above, in templates.
     app.jinja_env.tests.update(
         pending_send=_send("is_active"),

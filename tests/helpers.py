@@ -11,7 +11,7 @@ from portal.extensions import db
 from portal.models import Delivery, MailSettings
 from portal.outbox import service as outbox
 from portal.runtime.queue import PRIORITIES, get_queue, get_redis
-from portal.statuses import ACTIVE
+from portal.statuses import ACTIVE, OutboxStatus
 from tests.conftest import ROOT
 
 
@@ -37,7 +37,7 @@ def add_mail_settings(port: int, **values) -> MailSettings:
 
 
 def work_in_process(app, rounds: int = 20) -> None:
-    """Run queued jobs in this process until no delivery is in flight (retries included).
+    """Run queued jobs in this process until no delivery is on its way (retries included).
 
     Between rounds the reconciler turns due retries back into queued jobs, as the worker
     pool's timer does in production.
@@ -47,8 +47,10 @@ def work_in_process(app, rounds: int = 20) -> None:
         for _ in range(rounds):
             SimpleWorker(queues, connection=get_redis()).work(burst=True)
             outbox.reconcile()
+            # Held ones (a paused batch, or waiting for the tax authority) wait for someone.
+            moving = ACTIVE - {OutboxStatus.HELD}
             active = db.session.scalar(
-                db.select(db.func.count()).select_from(Delivery).where(Delivery.status.in_(ACTIVE))
+                db.select(db.func.count()).select_from(Delivery).where(Delivery.status.in_(moving))
             )
             db.session.rollback()
             if not active and not any(len(q) for q in queues):

@@ -99,3 +99,22 @@ def test_a_pdf_is_never_rendered_inside_a_unit_of_work(app):
         data = invoice_pdf(invoice)  # outside: rendered and kept in a short write of its own
         with write():
             assert invoice_pdf(invoice) == data  # a kept copy is a plain read
+
+
+def _schema_drift():
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with db.engine.connect() as connection:
+        return compare_metadata(MigrationContext.configure(connection), db.metadata)
+
+
+def test_the_migrations_build_the_schema_the_models_describe(app):
+    with app.app_context():
+        assert _schema_drift() == []
+
+
+@pytest.mark.postgres
+def test_the_migrations_build_the_schema_the_models_describe_on_postgresql(postgres_app):
+    with postgres_app.app_context():
+        assert _schema_drift() == []

@@ -5,8 +5,10 @@ import time
 
 import pytest
 
+from portal.bulk import service as bulk
 from portal.extensions import db
-from portal.models import Delivery, MailSettings
+from portal.invoices import service as listing
+from portal.models import Delivery, MailSettings, User
 from portal.sending import mailer, service
 from tests.conftest import PASSWORD, login, make_app
 from tests.factories import make_invoice, make_seller
@@ -34,6 +36,8 @@ def world(tmp_path, migrated_db, redis_url):
         recipients = service.parse_recipients("An", "an@example.com")
         delivery_id = service.queue_delivery(invoice_id, None, recipients).delivery.id
         link = service.queue_delivery(make_invoice().id, None, recipients, method="link").link
+        admin = db.session.scalar(db.select(User).filter_by(username="admin"))
+        batch_id = bulk.create_draft(admin.id, listing.Filters(period="all")).id
         smtp = service.smtp_settings(db.session.scalar(db.select(MailSettings)))
         message = mailer.build_message(
             smtp, recipient_name="An", to=["an@example.com"], cc=[], bcc=[], subject="Hóa đơn",
@@ -62,6 +66,7 @@ def world(tmp_path, migrated_db, redis_url):
         "lang": "en",
         "provider": "sandbox",
         "exchange_id": "1",
+        "batch_id": str(batch_id),
     }
     return app, values
 
@@ -106,7 +111,8 @@ def test_every_get_as_every_role_answers_without_a_server_error(world, role):
         ok = {endpoint for endpoint, code in checked if code == 200}
         assert {"invoices.show", "invoices.file", "sending.dialog", "sending.preview",
                 "mailbox.show", "mailbox.attachment", "buyer.lookup_result",
-                "invoices.statuses", "settings.email"} <= ok  # fmt: skip
+                "invoices.statuses", "settings.email", "bulk.draft",
+                "bulk.preflight"} <= ok  # fmt: skip
 
 
 @pytest.mark.parametrize("role", [None, *ROLES])

@@ -8,11 +8,12 @@ import time
 import pytest
 
 from portal.extensions import db
-from portal.models import Delivery, DeliveryAttempt, Invoice, TaxSubmission
+from portal.models import Delivery, DeliveryAttempt, Invoice, MailSettings, TaxSubmission
 from portal.outbox import service as outbox
 from portal.rendering.service import invoice_pdf
 from portal.runtime.queue import get_redis
 from portal.sending import reasons, service
+from portal.types import utcnow
 from tests.factories import make_invoice
 from tests.helpers import add_mail_settings, work_in_process
 
@@ -78,8 +79,8 @@ def test_a_second_run_of_a_finished_job_sends_nothing(mail_app, smtp_server):
     assert len(smtp_server.messages) == 1
 
 
-def test_421_waits_visibly_then_delivers_once(mail_app, smtp_server):
-    mail_app.config["SEND_RETRY_INTERVALS"] = "60"
+def test_421_slows_the_account_down_without_counting_as_a_failure(mail_app, smtp_server):
+    mail_app.config["SEND_RETRY_INTERVALS"] = ""  # no retries: yet a "slow down" is not a failure
     smtp_server.handler.data_replies = ["421 4.7.0 Try again later"]
     invoice_id, delivery_id = queue(mail_app)
     with mail_app.app_context():
@@ -87,20 +88,43 @@ def test_421_waits_visibly_then_delivers_once(mail_app, smtp_server):
         delivery = db.session.get(Delivery, delivery_id)
         # The seller sees the wait, the server's answer and the time of the next try.
         assert (delivery.status, delivery.reply_code, delivery.error_kind) == (
-            "retrying", 421, "temporary",
+            "retrying", 421, "throttled",
         )  # fmt: skip
+        assert delivery.deferrals == 1
         assert 55 <= (delivery.next_attempt_at - delivery.claimed_at).total_seconds() <= 65
         assert db.session.get(Invoice, invoice_id).send_status == "retrying"
-        assert outbox.reconcile()["delivery"]["due"] == 0  # not due yet
-        delivery.next_attempt_at = delivery.claimed_at  # the minute has passed
+        settings = db.session.scalar(db.select(MailSettings))
+        assert settings.throttled_until > delivery.claimed_at  # the whole account waits
+        # Another email meanwhile waits for the pause too, without an attempt.
+        other = service.queue_delivery(make_invoice().id, None,
+                                       service.parse_recipients("", "b@example.com")).delivery.id  # fmt: skip
+        assert outbox.run("delivery", other) == "skipped"
+        waiting = db.session.get(Delivery, other)
+        assert (waiting.status, waiting.error_kind, waiting.attempts) == ("retrying", "paced", 0)
+        # The minute has passed.
+        settings.throttled_until = None
+        delivery.next_attempt_at = waiting.next_attempt_at = delivery.claimed_at
         db.session.commit()
     work_in_process(mail_app)
-    assert len(smtp_server.messages) == 1
+    assert len(smtp_server.messages) == 2
     with mail_app.app_context():
         delivery = db.session.get(Delivery, delivery_id)
         assert delivery.status == "sent" and delivery.attempts == 2
         assert [a.outcome for a in delivery.attempt_log] == ["retrying", "sent"]
         assert delivery.attempt_log[0].smtp_code == 421
+
+
+def test_an_account_rate_paces_the_sends(mail_app, smtp_server):
+    with mail_app.app_context():
+        db.session.scalar(db.select(MailSettings)).rate_per_minute = 2
+        db.session.commit()
+        ids = [queue(mail_app)[1] for _ in range(3)]
+        results = [outbox.run("delivery", i) for i in ids]
+        assert results == ["sent", "sent", "skipped"]  # the third waits for its minute
+        third = db.session.get(Delivery, ids[2])
+        assert third.status == "retrying" and third.error_kind == "paced"
+        assert 50 <= (third.next_attempt_at - utcnow()).total_seconds() <= 61
+    assert len(smtp_server.messages) == 2
 
 
 def test_550_fails_at_once_with_the_reason(mail_app, smtp_server):

@@ -6,10 +6,9 @@ from wtforms.fields.choices import SelectChoice as C
 from wtforms.validators import Optional, ValidationError
 
 
-class FilterForm(Form):
-    """Filters read from the query string (no CSRF: a GET changes nothing)."""
+class Conditions(Form):
+    """The conditions the list and the bulk page both select invoices by."""
 
-    tab = HiddenField(default="all")
     period = SelectField(
         _l("Period"),
         choices=[
@@ -24,7 +23,6 @@ class FilterForm(Form):
     )
     date_from = DateField(_l("From"), validators=[Optional()], format=["%Y-%m-%d", "%d/%m/%Y"])
     date_to = DateField(_l("To"), validators=[Optional()], format=["%Y-%m-%d", "%d/%m/%Y"])
-    q = SearchField(_l("Search"))
     series = SelectField(_l("Series"), choices=[], validate_choice=False)
     tax_status = SelectField(_l("Tax status"), choices=[], validate_choice=False)
     received = SelectField(
@@ -32,8 +30,6 @@ class FilterForm(Form):
         choices=[C("", _l("All")), C("yes", _l("Received")), C("no", _l("Not received"))],
         default="",
     )
-    sort = HiddenField(default="-date")
-    page = IntegerField(default=1, validators=[Optional()])
 
     def validate_date_to(self, field):
         if self.date_from.data and field.data and field.data < self.date_from.data:
@@ -42,3 +38,12 @@ class FilterForm(Form):
     def set_choices(self, series: list[str], tax_labels: dict[str, str]) -> None:
         self.series.choices = [C("", _l("All series"))] + [C(s) for s in series]
         self.tax_status.choices = [C("", _l("All"))] + [C(k, v) for k, v in tax_labels.items()]
+
+
+class FilterForm(Conditions):
+    """Filters read from the query string (no CSRF: a GET changes nothing)."""
+
+    tab = HiddenField(default="all")
+    q = SearchField(_l("Search"))
+    sort = HiddenField(default="-date")
+    page = IntegerField(default=1, validators=[Optional()])

@@ -81,6 +81,7 @@ def _tax_status():
         (result.is_(None), TaxStatus.NOT_SENT.value),
         (result == "accepted", TaxStatus.ACCEPTED.value),
         (result == "rejected", TaxStatus.REJECTED.value),
+        (message(TaxMessage.id).is_(None), TaxStatus.NOT_SENT.value),  # not packed yet
         (message(TaxMessage.attempts) == 0, TaxStatus.NOT_SENT.value),
         (status.in_(failed), TaxStatus.FAILED.value),
         else_=TaxStatus.PENDING.value,
@@ -90,6 +91,15 @@ def _tax_status():
 def refresh(invoice_ids: list[int]) -> None:
     """Recompute send status, sent at, received and tax status of these invoices, in SQL."""
     ids = sorted(set(invoice_ids))
+    for start in range(0, len(ids), CHUNK):
+        _refresh(ids[start : start + CHUNK])
+
+
+# Invoices per UPDATE: far below SQLite's limit of bound parameters.
+CHUNK = 5000
+
+
+def _refresh(ids: list[int]) -> None:
     if not ids:
         return
     if db.engine.dialect.name == "postgresql":

@@ -19,7 +19,11 @@ from portal.text import fold
 # it ends. "Chưa rõ kết quả" (unknown) sits with the failures: the seller has to decide.
 TABS = {
     "all": None,
-    "not_sent": tuple(s.value for s in SendStatus if s == SendStatus.NOT_SENT or s.is_active),
+    "not_sent": tuple(
+        s.value
+        for s in SendStatus
+        if s in (SendStatus.NOT_SENT, SendStatus.CANCELLED) or s.is_active
+    ),
     "failed": tuple(s.value for s in SendStatus if s.needs_attention),
     "sent": (SendStatus.SENT.value,),
 }
@@ -89,7 +93,8 @@ def _month_end(first: date) -> date:
     return next_month - timedelta(days=1)
 
 
-def _conditions(filters: Filters, start: date | None, end: date | None) -> list:
+def conditions_of(filters: Filters, start: date | None, end: date | None) -> list:
+    """The SQL conditions of the filters (period, series, tax status, received, search)."""
     conditions = []
     if start:
         conditions.append(Invoice.issued_on >= start)
@@ -168,13 +173,13 @@ def _tab_counts(filters: Filters, conditions: list) -> dict[str, int]:
 def tab_counts(filters: Filters) -> dict[str, int]:
     """How many invoices each tab holds under the filters."""
     start, end = period_range(filters, today())
-    return _tab_counts(filters, _conditions(filters, start, end))
+    return _tab_counts(filters, conditions_of(filters, start, end))
 
 
 def list_invoices(filters: Filters) -> Page:
     """One page of the list, the tab counts under the same filters, and the period's dates."""
     start, end = period_range(filters, today())
-    conditions = _conditions(filters, start, end)
+    conditions = conditions_of(filters, start, end)
     counts = _tab_counts(filters, conditions)
     statuses = TABS.get(filters.tab)
     if statuses:

@@ -44,6 +44,8 @@ from portal.types import utcnow
 log = logging.getLogger(__name__)
 
 RUN = "portal.outbox.service.run"
+# How many times the other side may ask us to slow down before an item fails after all.
+MAX_DEFERRALS = 100
 # RQ job states in which the job will still run (or is running).
 PENDING_JOB_STATES = {b"queued", b"started", b"scheduled", b"deferred"}
 
@@ -57,6 +59,9 @@ class Outcome:
     code: int | None = None  # the other side's answer code, if it answered
     message: str = ""  # the other side's answer, or what went wrong on our side
     retry_now: bool = False  # try again at once (our side was interrupted, not theirs)
+    wait: float | None = None  # seconds before the next try, instead of the kind's intervals
+    # False: the other side asked us to slow down; the attempt does not use up a retry.
+    counts: bool = True
 
     @classmethod
     def sent(cls, code: int | None, message: str) -> Outcome:
@@ -97,6 +102,8 @@ class Kind:
     resend_safe: bool = False
     # maintain(): extra upkeep the reconciler runs for this kind (polling for answers, say).
     maintain: Callable[[], dict] | None = None
+    # pace(now): seconds to wait before the next item may start (the account's rate), or 0.
+    pace: Callable[[datetime], float] | None = None
 
 
 @dataclass
@@ -235,6 +242,18 @@ def claim(kind: Kind, item_id: int) -> Claim | None:
             )
             if free is None:
                 return None
+        wait = kind.pace(now) if kind.pace else 0
+        if wait > 0:
+            # Over the account's pace: the item waits for its slot without an attempt.
+            moved = db.session.execute(
+                update(model)
+                .where(model.id == item_id, model.status == OutboxStatus.QUEUED)
+                .values(status=OutboxStatus.RETRYING, error_kind="paced",
+                        next_attempt_at=now + timedelta(seconds=wait))
+            ).rowcount  # fmt: skip
+            if moved and kind.on_change:
+                kind.on_change([item_id])
+            return None
         row = db.session.execute(
             update(model)
             .where(
@@ -340,9 +359,15 @@ def _apply(held: Claim, outcome: Outcome, now: datetime, item=None) -> bool:
     status = outcome.status
     if status == OutboxStatus.RETRYING:
         intervals = kind.retry_intervals()
-        if item.attempts <= len(intervals):
-            wait = 0 if outcome.retry_now else intervals[item.attempts - 1]
-            item.next_attempt_at = now + timedelta(seconds=wait)
+        deferred = not outcome.counts and item.deferrals < MAX_DEFERRALS
+        if deferred:
+            item.deferrals += 1
+        tried = item.attempts - item.deferrals  # the attempts that used up a retry
+        if deferred or tried <= len(intervals):
+            wait = outcome.wait
+            if wait is None:
+                wait = intervals[max(0, tried - 1)] if intervals else 0
+            item.next_attempt_at = now + timedelta(seconds=0 if outcome.retry_now else wait)
         else:
             status = OutboxStatus.FAILED
     item.status = status

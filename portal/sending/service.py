@@ -5,6 +5,7 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -277,14 +278,70 @@ def perform_delivery(delivery_id: int, held: outbox.Claim) -> outbox.Outcome:
         log.info("delivery %s: %s %s %s", delivery_id, error.outcome, error.code, error.message)
         if error.outcome == mailer.UNKNOWN:
             return outbox.Outcome.unknown(error.kind, error.code, error.message)
+        if error.outcome == mailer.TEMPORARY and error.code in SLOW_DOWN:
+            # "Slow down": the whole account pauses a while; not a failure of this email.
+            wait = throttle(error.code, error.message)
+            return outbox.Outcome(OutboxStatus.RETRYING, "throttled", error.code, error.message,
+                                  wait=wait, counts=False)  # fmt: skip
         if error.outcome == mailer.TEMPORARY:
             return outbox.Outcome.temporary(error.kind, error.code, error.message)
         return outbox.Outcome.permanent(error.kind, error.code, error.message)
     return outbox.Outcome.sent(code, answer)
 
 
+# Answers by which a mail server asks the sender to slow down (RFC 5321, 3463).
+SLOW_DOWN = (421, 450, 454)
+
+
+def throttle(code: int, message: str) -> float:
+    """Pause the account's sends after a "slow down" answer; return the pause in seconds.
+
+    Every email starts no earlier than THROTTLE_SECONDS (60) after the last such answer.
+    """
+    wait = float(current_app.config.get("THROTTLE_SECONDS", 60))
+    with write():
+        settings = mail_settings()
+        if settings is not None:
+            settings.throttled_until = utcnow() + timedelta(seconds=wait)
+            settings.throttle_note = f"{code} {message}"[:500]
+    return wait
+
+
+def pace_wait(settings: MailSettings, now) -> float:
+    """Seconds until the account may start another email: a pause it was asked for, its rates."""
+    if settings.throttled_until is not None and settings.throttled_until > now:
+        return (settings.throttled_until - now).total_seconds()
+    for limit, window in ((settings.rate_per_minute, 60), (settings.rate_per_day, 86400)):
+        if not limit:
+            continue
+        since = now - timedelta(seconds=window)
+        started = db.session.execute(
+            db.select(db.func.count(), db.func.min(Delivery.claimed_at))
+            .where(Delivery.claimed_at > since, Delivery.method == "email")
+        ).one()  # fmt: skip
+        if started[0] >= limit and started[1] is not None:
+            return max(1.0, (started[1] + timedelta(seconds=window) - now).total_seconds())
+    return 0.0
+
+
+def pace(now) -> float:
+    """The deliveries' pace (inside the claim's unit of work)."""
+    query = db.select(MailSettings).order_by(MailSettings.id).limit(1)
+    if db.engine.dialect.name == "postgresql":
+        query = query.with_for_update()  # one claim at a time counts the window
+    settings = db.session.scalar(query)
+    if settings is None or not (settings.rate_per_minute or settings.rate_per_day
+                                or settings.throttled_until):  # fmt: skip
+        return 0.0
+    return pace_wait(settings, now)
+
+
 def log_attempt(delivery, held, result, status, now) -> None:
-    """Keep one attempt with the mail server's answer (or our reason)."""
+    """Keep one attempt with the mail server's answer (or our reason); watch its batch."""
+    if delivery.batch_id is not None and status == OutboxStatus.FAILED:
+        from portal.bulk.service import check_failures
+
+        check_failures(delivery)
     db.session.add(
         DeliveryAttempt(
             delivery_id=delivery.id,
@@ -308,6 +365,12 @@ def refresh_invoices(delivery_ids: list[int]) -> None:
     )
 
 
+def maintain() -> dict[str, int]:
+    from portal.bulk.service import maintain as batches
+
+    return batches()
+
+
 DELIVERIES = outbox.Kind(
     name="delivery",
     model=Delivery,
@@ -316,6 +379,8 @@ DELIVERIES = outbox.Kind(
     log_attempt=log_attempt,
     on_change=refresh_invoices,
     timeout=180,
+    maintain=maintain,
+    pace=pace,
 )
 
 

@@ -58,6 +58,14 @@ class MailSettingsForm(FlaskForm):
         validators=[Optional(), Length(max=200), Email(check_deliverability=False)],
         filters=[_strip],
     )
+    rate_per_minute = IntegerField(
+        _l("At most this many emails a minute (empty: no limit)"),
+        validators=[Optional(), NumberRange(1, 100000)],
+    )
+    rate_per_day = IntegerField(
+        _l("At most this many emails a day (empty: no limit)"),
+        validators=[Optional(), NumberRange(1, 10000000)],
+    )
     test_to = StringField(
         _l("Send a test email to"),
         validators=[Optional(), Email(check_deliverability=False)],
@@ -71,7 +79,8 @@ class MailSettingsForm(FlaskForm):
             username=self.username.data or "", password=self.password.data or "",
             clear_password=bool(self.clear_password.data),
             sender_name=self.sender_name.data or "", sender_email=self.sender_email.data,
-            reply_to=self.reply_to.data or "",
+            reply_to=self.reply_to.data or "", rate_per_minute=self.rate_per_minute.data,
+            rate_per_day=self.rate_per_day.data,
         )  # fmt: skip
 
 

@@ -38,6 +38,8 @@ class MailValues:
     sender_name: str
     sender_email: str
     reply_to: str
+    rate_per_minute: int | None = None
+    rate_per_day: int | None = None
 
 
 @dataclass
@@ -68,6 +70,8 @@ def save_mail_settings(values: MailValues) -> MailSettings:
         settings.sender_name = values.sender_name
         settings.sender_email = values.sender_email
         settings.reply_to = values.reply_to
+        settings.rate_per_minute = values.rate_per_minute or None
+        settings.rate_per_day = values.rate_per_day or None
         if values.clear_password:
             settings.password_encrypted = ""
         elif values.password:

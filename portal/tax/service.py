@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, undefer
 
@@ -227,6 +227,73 @@ def submit_invoices(
     return made
 
 
+def queue_unpacked(invoice_ids: list[int], user_id: int | None = None) -> int:
+    """Write submissions without their message yet, for a bulk send; call inside write().
+
+    The batch's job packs them into messages (pack_pending) after the commit, so the click
+    that sends thousands does not build megabytes of messages first. Returns how many.
+    """
+    now = utcnow()
+    count = 0
+    for begin in range(0, len(invoice_ids), 1000):
+        chunk = invoice_ids[begin : begin + 1000]
+        already = covering(chunk)
+        rows = [dict(invoice_id=i, message_id=None, created_by_id=user_id, created_at=now,
+                     result="pending", error_code="", error_text="", fix_hint="")
+                for i in dict.fromkeys(chunk) if i not in already]  # fmt: skip
+        if rows:
+            db.session.execute(insert(TaxSubmission), rows)
+            count += len(rows)
+    return count
+
+
+def pack_pending(limit: int = 100_000) -> int:
+    """Pack submissions that have no message yet into messages, each in a unit of work of its own.
+
+    One taxpayer per message and at most 2 MB; each message's job is enqueued after its
+    commit, so the first ones are on their way while the rest are packed. Returns how many
+    messages were made.
+    """
+    made = 0
+    while True:
+        with write():
+            waiting = db.session.execute(
+                select(TaxSubmission.id, TaxSubmission.invoice_id, Invoice.seller_tax_code)
+                .join(Invoice, Invoice.id == TaxSubmission.invoice_id)
+                .where(TaxSubmission.message_id.is_(None), TaxSubmission.result == "pending")
+                .order_by(Invoice.seller_tax_code, TaxSubmission.id).limit(2000)
+            ).all()  # fmt: skip
+            if not waiting:
+                return made
+            seller = waiting[0].seller_tax_code
+            group, size, taken = [], 0, []
+            for row in waiting:
+                if row.seller_tax_code != seller:
+                    break
+                xml = db.session.scalar(select(Invoice.xml).where(Invoice.id == row.invoice_id))
+                item = len(tdiep.invoice_element(xml))
+                if group and size + item > tdiep.MAX_BYTES - 4096:
+                    break
+                group.append(xml)
+                taken.append(row.id)
+                size += item
+            code = sender_code()
+            message_code = tdiep.new_message_code(code)
+            payload = tdiep.build_203(code, message_code, seller, group)
+            message = TaxMessage(message_code=message_code, seller_tax_code=seller,
+                                 invoice_count=len(group), payload=payload)  # fmt: skip
+            db.session.add(message)
+            db.session.add(TaxExchange(message=message, direction="out", message_type="203",
+                                       message_code=message_code, via="stored", body=payload))  # fmt: skip
+            db.session.flush()
+            db.session.execute(update(TaxSubmission).where(TaxSubmission.id.in_(taken))
+                               .values(message_id=message.id))  # fmt: skip
+            outbox.enqueue_after_commit(TAX, [message.id])
+        made += 1
+        if made >= limit:
+            return made
+
+
 def ensure_submission(
     invoice_id: int, delivery_id: int | None = None, user_id: int | None = None
 ) -> TaxSubmission:
@@ -284,7 +351,9 @@ def transfer(invoice_ids: list[int], user_id: int | None) -> TransferResult:
                 result.accepted += 1
             elif submission.result == "rejected":
                 result.rejected += 1
-            elif submission.message.status in (OutboxStatus.FAILED, OutboxStatus.RETRYING):
+            elif submission.message is not None and submission.message.status in (
+                OutboxStatus.FAILED, OutboxStatus.RETRYING,
+            ):  # fmt: skip
                 retry.add(submission.message_id)
                 result.retried += 1
             else:
@@ -460,8 +529,8 @@ def waits_for_acceptance(invoice_id: int) -> bool:
 
 
 def maintain() -> dict[str, int]:
-    """Fetch answers since the cursor, and look up messages whose answer is late."""
-    counts = {"answers": 0, "looked_up": 0}
+    """Pack what is left unpacked, fetch answers since the cursor, look up late answers."""
+    counts = {"packed": pack_pending(limit=20), "answers": 0, "looked_up": 0}
     settings = tax_settings()
     if settings is None or not settings.endpoint:
         return counts
