@@ -1,5 +1,7 @@
 """The mailer against a real SMTP server on loopback: MIME, envelope, answers, failures."""
 
+from email.utils import getaddresses
+
 import pytest
 
 from portal.sending import mailer
@@ -68,6 +70,68 @@ def test_buyer_name_cannot_inject_headers(smtp_server):
     assert "Bcc" not in parsed.keys()
     assert "\n" not in str(parsed["Subject"]) and "\n" not in str(parsed["To"])
     assert parsed["To"].addresses[0].addr_spec == "an@example.com"
+
+
+LONG_SELLER = "Công ty TNHH Thương mại và Dịch vụ Ánh Dương Việt Nam – Chi nhánh Hà Nội"
+LONG_BUYER = "Công ty Cổ phần Đầu tư Xây dựng và Phát triển Hạ tầng Đô thị Sông Hồng"
+LONG_CC = "Phòng Kế toán Tổng hợp Công ty Cổ phần Đầu tư Xây dựng Sông Hồng"
+
+
+def _names(value: str) -> list[tuple[str, str]]:
+    return getaddresses([value])
+
+
+@pytest.mark.parametrize("parser", ["modern", "compat32"])
+def test_long_vietnamese_names_arrive_whole_in_from_to_and_cc(smtp_server, parser):
+    from email import message_from_bytes, policy
+    from email.header import decode_header, make_header
+
+    smtp = settings(smtp_server.port, sender_name=LONG_SELLER)
+    subject = f"Hóa đơn điện tử số 00000123 của {LONG_SELLER} gửi {LONG_BUYER}"
+    mailer.send(smtp, message(smtp, recipient_name=LONG_BUYER, to=["an@example.com", "b@example.com"],
+                              cc=[(LONG_CC, "cc@example.com")], subject=subject))  # fmt: skip
+    (received,) = smtp_server.messages
+    if parser == "modern":
+        parsed = message_from_bytes(received.data, policy=policy.default)
+        read = {h: [(a.display_name, a.addr_spec) for a in parsed[h].addresses]
+                for h in ("From", "To", "Cc")}  # fmt: skip
+        read_subject = str(parsed["Subject"])
+    else:
+        # What a mail app that follows RFC 2047 shows: encoded words decoded, then split.
+        parsed = message_from_bytes(received.data, policy=policy.compat32)
+        read = {h: _names(str(make_header(decode_header(parsed[h])))) for h in ("From", "To", "Cc")}
+        read_subject = str(make_header(decode_header(parsed["Subject"])))
+    assert read_subject == subject[:200]
+    assert read == {
+        "From": [(LONG_SELLER, "hoadon@anhduong.vn")],
+        "To": [(LONG_BUYER, "an@example.com"), ("", "b@example.com")],
+        "Cc": [(LONG_CC, "cc@example.com")],
+    }
+    assert all(len(line) <= 998 for line in received.data.split(b"\r\n"))
+
+
+def test_a_name_that_looks_like_an_address_stays_a_name(smtp_server):
+    smtp = settings(smtp_server.port)
+    mailer.send(smtp, message(smtp, recipient_name="Ke toan: someone@example.org"))
+    (received,) = smtp_server.messages
+    (to,) = received.message["To"].addresses
+    assert (to.display_name, to.addr_spec) == ("Ke toan: someone@example.org", "an@example.com")
+    assert '"Ke toan: someone@example.org" <an@example.com>' in received.data.decode()
+    assert received.rcpt_tos.count("someone@example.org") == 0
+
+
+@pytest.mark.parametrize("sneaky", ["\u2028", "\u2029", "\u202e", "\u2066", "\x85", "\ud800"])
+def test_separators_bidi_overrides_and_surrogates_are_dropped_from_names(smtp_server, sneaky):
+    smtp = settings(smtp_server.port)
+    mailer.send(
+        smtp, message(smtp, recipient_name=f"Nguyễn{sneaky} Văn An{sneaky}Bcc: x@evil.example")
+    )
+    (received,) = smtp_server.messages
+    (to,) = received.message["To"].addresses
+    assert (
+        to.display_name == "Nguyễn Văn AnBcc: x@evil.example" and to.addr_spec == "an@example.com"
+    )
+    assert "x@evil.example" not in received.rcpt_tos
 
 
 def test_temporary_answer_is_temporary(smtp_server):

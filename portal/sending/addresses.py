@@ -1,6 +1,7 @@
 """Parse the recipient fields the seller types: addresses separated by ';' or ','."""
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from email_validator import EmailNotValidError, validate_email
@@ -41,6 +42,13 @@ def parse_addresses(text: str | None) -> AddressList:
     return result
 
 
+# Controls (CR, LF, ...), format characters (the bidi overrides and isolates that flip text),
+# line and paragraph separators (U+2028/2029 end a header line for some readers) and lone
+# surrogates: none belongs in a name shown in a header or printed on an invoice.
+_NOT_IN_NAMES = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+
+
 def clean_display_name(name: str | None) -> str:
-    """Drop characters that could break out of a header (CR, LF, other controls)."""
-    return "".join(ch for ch in (name or "") if ch >= " " and ch != "\x7f").strip()[:200]
+    """Drop characters that could break out of a header or flip the text around them."""
+    kept = "".join(ch for ch in (name or "") if unicodedata.category(ch) not in _NOT_IN_NAMES)
+    return kept.strip()[:200]

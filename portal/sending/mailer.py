@@ -1,18 +1,20 @@
 """Hand one invoice email to the SMTP server and classify its answer.
 
-Flask-Mail builds the MIME message; the SMTP dialogue is driven step by step so that the
+Flask-Mail builds the MIME message (with the address headers written by `InvoiceMessage`,
+docs/stack.md); the SMTP dialogue is driven step by step so that the
 server's final answer is recorded and a timeout after the message data went out is told
 apart (outcome unknown, not failed). Workers keep their connection open between messages.
 """
 
 import dataclasses
+import email.policy
 import re
 import smtplib
 import ssl
 import threading
 import time
 from dataclasses import dataclass
-from email.utils import formataddr, make_msgid
+from email.utils import formataddr, make_msgid, parseaddr
 
 from flask_mail import Message
 
@@ -153,6 +155,60 @@ def new_message_id(sender_email: str) -> str:
     return make_msgid(domain=sender_email.rpartition("@")[2] or "localhost")
 
 
+def encoded_address(name: str, address: str) -> str:
+    """`Name <address>` with a non-ASCII name as one encoded word, a plain one quoted if needed.
+
+    One encoded word, not several folded ones: between two encoded words a decoder that
+    follows RFC 2047 drops the space (compat32, mail apps) while Python's modern parser
+    keeps the fold as a space, so any split reads wrong in one of them (docs/stack.md).
+    Names are capped at 200 characters, so the line stays far below SMTP's 998.
+    """
+    return formataddr((name, _idna(address)), charset="utf-8")
+
+
+def _idna(address: str) -> str:
+    """The address with an internationalised domain in its ASCII form."""
+    local, _, domain = address.rpartition("@")
+    try:
+        domain.encode("ascii")
+    except UnicodeEncodeError:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    return address
+
+
+class InvoiceMessage(Message):
+    """Flask-Mail's message whose From, To and Cc keep long Vietnamese names whole.
+
+    Flask-Mail 0.10 encodes names with `email.header.Header`, which folds them into several
+    encoded words, and "Dịch vụ Ánh Dương" arrives as "Dịch vụ Án h Dương" (docs/stack.md).
+    It also joins recipients through a set, so their order changed from send to send.
+    """
+
+    def __init__(self, *, sender: tuple[str, str], **kwargs):
+        super().__init__(sender=sender, **kwargs)
+        self.sender_pair = sender  # Flask-Mail keeps only "name <address>", ambiguous
+
+    def _message(self):
+        built = super()._message()
+        headers = {
+            "From": encoded_address(*self.sender_pair),
+            "To": ", ".join(encoded_address(*split(a)) for a in self.recipients),
+            "Cc": ", ".join(encoded_address(*split(a)) for a in self.cc),
+        }
+        # Written as they are: the modern policy would refold long headers into several words
+        # (and stores a header set under it as an object it refolds on output).
+        built.policy = email.policy.SMTP.clone(refold_source="none")
+        for header, value in headers.items():
+            del built[header]
+            if value:
+                built.set_raw(header, value)
+        return built
+
+
+def split(address: str | tuple[str, str]) -> tuple[str, str]:
+    return address if isinstance(address, tuple) else parseaddr(address)
+
+
 def build_message(
     settings: SmtpSettings,
     *,
@@ -168,8 +224,8 @@ def build_message(
 ) -> Message:
     """Build the MIME message; names are stripped of anything that could add a header."""
     name = clean_display_name(recipient_name)
-    recipients = [formataddr((name, to[0]))] + to[1:] if name and to else list(to)
-    message = Message(
+    recipients = [(name, to[0])] + to[1:] if name and to else list(to)
+    message = InvoiceMessage(
         subject=clean_display_name(subject),
         recipients=recipients,
         cc=cc,
@@ -216,7 +272,7 @@ def _dialogue(
     if message.has_bad_headers():
         raise SendError(PERMANENT, "bad_header", None, "header contains a line break")
     body = message.as_bytes()
-    sender = message.sender[1] if isinstance(message.sender, tuple) else message.sender
+    sender = _idna(message.sender_pair[1])
     try:
         host.ehlo_or_helo_if_needed()
         code, reply = host.mail(sender)
@@ -231,7 +287,7 @@ def _dialogue(
             raise _by_code(code, reply, "temporary", "sender_refused")
         refused = {}
         for address in message.send_to:
-            address = _bare(address)
+            address = _idna(split(address)[1])
             code, reply = host.rcpt(address)
             if code not in (250, 251):
                 refused[address] = (code, _text(reply))
@@ -268,10 +324,6 @@ def _dot_stuffed(body: bytes) -> bytes:
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body + b".\r\n"
-
-
-def _bare(address: str) -> str:
-    return address.rpartition("<")[2].rstrip(">") if "<" in address else address
 
 
 def _text(reply: bytes | str) -> str:
