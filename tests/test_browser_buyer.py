@@ -1,4 +1,4 @@
-"""A buyer on a phone opens the link from the email, downloads the PDF and confirms receipt."""
+"""A buyer opens the link on a phone, in Zalo's in-app browser, downloads the PDF and confirms."""
 
 import re
 
@@ -13,6 +13,11 @@ from tests.conftest import LiveServer, browser_login
 from tests.factories import make_invoice
 
 pytestmark = pytest.mark.browser
+
+ZALO = (
+    "Mozilla/5.0 (Linux; Android 13; SM-A546E) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.6099.230 Mobile Safari/537.36 Zalo android/12110801 ZaloTheme/light"
+)
 
 
 def test_buyer_opens_link_on_a_phone_downloads_and_confirms(
@@ -38,7 +43,7 @@ def test_buyer_opens_link_on_a_phone_downloads_and_confirms(
 
         phone = browser.new_context(
             viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, locale="vi-VN",
-            user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148",
+            user_agent=ZALO,  # the link pasted into Zalo, opened in its in-app browser
             accept_downloads=True,
         )  # fmt: skip
         page = phone.new_page()
@@ -64,6 +69,9 @@ def test_buyer_opens_link_on_a_phone_downloads_and_confirms(
                 )
             }
             assert {"link_opened", "page_shown", "pdf_downloaded", "receipt_confirmed"} <= kinds
+            confirmed = db.session.scalar(db.select(ReceiptEvent).filter_by(
+                invoice_id=invoice_id, kind="receipt_confirmed"))  # fmt: skip
+            assert confirmed.possibly_automatic is False
             assert db.session.get(Invoice, invoice_id).received_at is not None
 
         seller = browser.new_context(locale="vi-VN")

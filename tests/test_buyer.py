@@ -125,6 +125,49 @@ def test_events_tick_buyer_received_on_the_first_real_one(portal_app, smtp_serve
         )  # upgraded from the open
 
 
+ZALO = (
+    "Mozilla/5.0 (Linux; Android 13; SM-A546E) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.6099.230 Mobile Safari/537.36 Zalo android/12110801 ZaloTheme/light"
+)
+MESSENGER = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Mobile/15E148 [FBAN/FBIOS;FBAV/440.0.0.33.117;FBBV/540000000;FBDV/iPhone14,5]"
+)
+
+
+@pytest.mark.parametrize("agent", [ZALO, MESSENGER])
+def test_a_chat_apps_in_app_browser_is_a_person(portal_app, smtp_server, agent):
+    client = portal_app.test_client()
+    invoice_id, token = send(portal_app, smtp_server)
+    backdate_delivery(portal_app, invoice_id)
+    client.get(f"/hd/{token}", headers={"User-Agent": agent})
+    client.get(f"/hd/{token}/pdf", headers={"User-Agent": agent})
+    assert events(portal_app, invoice_id) == [("link_opened", False), ("pdf_downloaded", False)]
+    with portal_app.app_context():
+        assert db.session.get(Invoice, invoice_id).received_kind == "pdf_downloaded"
+
+
+def test_a_chat_apps_preview_fetcher_is_automatic(portal_app, smtp_server):
+    client = portal_app.test_client()
+    invoice_id, token = send(portal_app, smtp_server)
+    backdate_delivery(portal_app, invoice_id)
+    for agent in ("WhatsApp/2.23.20.0 A", "Zalo", "Viber/20.3.0", "TelegramBot (like TwitterBot)"):
+        client.get(f"/hd/{token}", headers={"User-Agent": agent})
+    assert events(portal_app, invoice_id) == [("link_opened", True)] * 4
+    with portal_app.app_context():
+        assert db.session.get(Invoice, invoice_id).received_at is None
+
+
+def test_the_confirmation_button_always_counts(portal_app, smtp_server):
+    """Pressed seconds after delivery, from any browser: only a person presses it."""
+    client = portal_app.test_client()
+    invoice_id, token = send(portal_app, smtp_server)
+    client.post(f"/hd/{token}/confirm", headers={"User-Agent": "HeadlessChrome preview"})
+    assert events(portal_app, invoice_id) == [("receipt_confirmed", False)]
+    with portal_app.app_context():
+        assert db.session.get(Invoice, invoice_id).received_kind == "receipt_confirmed"
+
+
 def test_the_sellers_own_look_records_nothing(portal_app, smtp_server, users):
     client = portal_app.test_client()
     invoice_id, token = send(portal_app, smtp_server)

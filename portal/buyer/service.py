@@ -22,9 +22,21 @@ KINDS = ("email_opened", "link_opened", *STRONG)
 SCANNER = re.compile(
     r"bot\b|crawler|spider|preview|scan|barracuda|mimecast|proofpoint|safelinks|"
     r"symantec|trendmicro|fortiguard|sophos|python-requests|curl/|wget/|go-http-client|"
-    r"headlesschrome|slackbot|facebookexternalhit|whatsapp|zalo",
+    r"headlesschrome|slackbot|facebookexternalhit",
     re.IGNORECASE,
 )
+# Chat apps fetch a pasted link's preview under their own name, without a browser's
+# "Mozilla/" prefix; their in-app browsers (Zalo, Messenger, WhatsApp, Viber) carry a full
+# browser agent with the app's name added, and are people (docs/decisions.md, buyer portal).
+CHAT_PREVIEW = re.compile(r"^(whatsapp|zalo|viber|telegram|line/)", re.IGNORECASE)
+# Only a person presses the confirmation button: it counts whatever the browser says.
+ALWAYS_A_PERSON = ("receipt_confirmed",)
+
+
+def looks_automatic(agent: str) -> bool:
+    return bool(SCANNER.search(agent) or CHAT_PREVIEW.match(agent))
+
+
 AUTOMATIC_WITHIN = timedelta(seconds=10)
 
 
@@ -77,11 +89,15 @@ def record(invoice_id: int, delivery: Delivery | None, kind: str) -> ReceiptEven
         return None
     now = utcnow()
     agent = (request.user_agent.string or "")[:500]
-    automatic = bool(SCANNER.search(agent)) or (
-        delivery is not None
-        and delivery.finished_at is not None
-        and now - delivery.finished_at < AUTOMATIC_WITHIN
-        and kind in ("email_opened", "link_opened")
+    automatic = (
+        kind not in ALWAYS_A_PERSON
+        and looks_automatic(agent)
+        or (
+            delivery is not None
+            and delivery.finished_at is not None
+            and now - delivery.finished_at < AUTOMATIC_WITHIN
+            and kind in ("email_opened", "link_opened")
+        )
     )
     event = ReceiptEvent(
         invoice_id=invoice_id,
