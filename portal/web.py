@@ -1,5 +1,7 @@
 """Helpers every blueprint's views share: fragment-or-page rendering, error pages."""
 
+from urllib.parse import unquote, urlsplit
+
 from flask import Flask, render_template, request
 
 
@@ -21,8 +23,20 @@ def _error_page(error):
 
 
 def safe_target(target: str | None, fallback: str) -> str:
-    """A same-site path to go back to after a form, else the fallback (no open redirects)."""
+    """A same-site path to go back to after a form, else the fallback (no open redirects).
+
+    Browsers drop tabs and line breaks inside a URL and read a backslash as a slash, so
+    "/\t/evil.example" is "//evil.example" to them: a target with any control character,
+    space or backslash, or one that is not a plain path after percent-decoding, goes home.
+    """
     target = target or ""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target or "\x00" in target:
+    decoded = unquote(target)
+    if (
+        any(ch <= " " or ch == "\x7f" or ch == "\\" for ch in target + decoded)
+        or len(target) > 2000
+    ):
+        return fallback
+    parts = urlsplit(decoded)
+    if parts.scheme or parts.netloc or not decoded.startswith("/") or decoded.startswith("//"):
         return fallback
     return target

@@ -111,8 +111,14 @@ def test_every_seller_route_needs_login(app):
 
 
 @pytest.mark.parametrize(
-    "target", ["//evil.example", "/\\evil.example", "https://evil.example/", "javascript:alert(1)"]
-)
+    "target",
+    [
+        "//evil.example", "/\\evil.example", "https://evil.example/", "javascript:alert(1)",
+        "/%09/evil.example", "/%0d%0a/evil.example", "/%0aSet-Cookie:x=1", "/%2F%2Fevil.example",
+        "/%5C%5Cevil.example", "%2F%2Fevil.example", " //evil.example", "/\t/evil.example",
+        "http:evil.example", "/%5C/evil.example",
+    ],
+)  # fmt: skip
 def test_no_open_redirect_after_login_or_language_switch(client, users, target):
     response = client.post(
         f"/login?next={target}", data={"username": "viewer", "password": PASSWORD}
@@ -120,3 +126,15 @@ def test_no_open_redirect_after_login_or_language_switch(client, users, target):
     assert response.headers["Location"] == "/"
     response = client.post("/lang/en", data={"next": target})
     assert response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", ["/?tab=failed&period=all", "/invoices/1", "/bulk/"])
+def test_a_same_site_path_is_where_login_and_the_language_switch_return(client, users, target):
+    from urllib.parse import quote
+
+    response = client.post(
+        f"/login?next={quote(target)}", data={"username": "viewer", "password": PASSWORD}
+    )
+    assert response.headers["Location"] == target
+    response = client.post("/lang/en", data={"next": target})
+    assert response.headers["Location"] == target
