@@ -47,11 +47,12 @@ def test_settings_save_with_the_password_encrypted_and_never_shown(app, admin):
         assert decrypt(row.password_encrypted) == "mat-khau-bi-mat"
     page = admin.get("/settings/email").get_data(as_text=True)
     assert "mat-khau-bi-mat" not in page and row.password_encrypted not in page
-    # An empty password field keeps the stored one.
-    admin.post("/settings/email", data=settings_form(2526, password=""))
+    # An empty password field keeps the stored one (for the same server and user).
+    admin.post("/settings/email", data=settings_form(2525, password="", sender_name="Ánh Dương 2"))
     with app.app_context():
         row = db.session.scalar(db.select(MailSettings))
-        assert row.port == 2526 and decrypt(row.password_encrypted) == "mat-khau-bi-mat"
+        assert row.sender_name == "Ánh Dương 2"
+        assert decrypt(row.password_encrypted) == "mat-khau-bi-mat"
 
 
 def test_invalid_sender_is_refused(admin):
@@ -225,6 +226,42 @@ def test_test_email_uses_the_stored_password_when_the_field_is_empty(app, admin,
     # The last outcome is on the page, the password is not.
     page = admin.get("/settings/email").get_data(as_text=True)
     assert "Lần thử gần nhất" in page and "mat-khau-dung" not in page
+
+
+@pytest.mark.parametrize(
+    "changed", [{"host": "localhost"}, {"username": "ketoan2"}, {"security": "ssl"}]
+)
+def test_the_stored_password_never_goes_to_another_server_or_user(app, admin, auth_server,
+                                                                   changed):  # fmt: skip
+    admin.post("/settings/email", data=settings_form(auth_server.port, password="mat-khau-dung"))
+    # "localhost" is this same loopback server, given as a new host: it must hear nothing.
+    response = admin.post(
+        "/settings/email/test",
+        data=settings_form(auth_server.port, password="", **changed), headers=HTMX,
+    )  # fmt: skip
+    assert response.status_code == 422
+    assert "vui lòng nhập lại mật khẩu" in response.get_data(as_text=True)
+    assert auth_server.tried == [] and auth_server.messages == []
+    # Saving the change without the password is refused too; typed again, it is saved.
+    response = admin.post(
+        "/settings/email", data=settings_form(auth_server.port, password="", **changed)
+    )
+    assert response.status_code == 422 and "vui lòng nhập lại mật khẩu" in response.get_data(
+        as_text=True
+    )
+    with app.app_context():
+        assert db.session.scalar(db.select(MailSettings)).host == "127.0.0.1"
+    response = admin.post(
+        "/settings/email", data=settings_form(auth_server.port, password="moi", **changed)
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        row = db.session.scalar(db.select(MailSettings))
+        assert (row.host, row.username, row.security) == (
+            changed.get("host", "127.0.0.1"), changed.get("username", "ketoan"),
+            changed.get("security", "none"),
+        )  # fmt: skip
+    assert auth_server.tried == []
 
 
 def test_failed_test_is_recorded_on_the_stored_settings(app, admin, smtp_server):

@@ -56,6 +56,28 @@ def password_unreadable(settings: MailSettings | None) -> bool:
     return settings is not None and decrypt(settings.password_encrypted) is None
 
 
+def password_needed_again(values: MailValues) -> str:
+    """Why the stored password may not go with these values ("" if it may, or none is used).
+
+    The stored password is only ever sent to the server and user it was saved for: a
+    changed host, port, security or user name with the password field empty would hand it
+    to another server (docs/decisions.md, Settings).
+    """
+    stored = service.mail_settings()
+    if values.password or values.clear_password or stored is None:
+        return ""
+    if not stored.password_encrypted:
+        return ""
+    if (stored.host, stored.port, stored.security, stored.username) == (
+        values.host, values.port, values.security, values.username
+    ):  # fmt: skip
+        return ""
+    return _(
+        "The server, port, security or user name changed: type the password again "
+        "(the stored one only goes to the server it was saved for)."
+    )
+
+
 def save_mail_settings(values: MailValues) -> MailSettings:
     """Create or update the one MailSettings row; a blank password keeps the stored one."""
     with write():

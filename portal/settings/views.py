@@ -30,6 +30,9 @@ def email():
     settings = service.mail_settings()
     form = MailSettingsForm(obj=settings)
     if form.validate_on_submit():
+        if problem := settings_service.password_needed_again(form.values()):
+            form.password.errors = [problem]
+            return _email_page(form, settings, status=422)
         settings_service.save_mail_settings(form.values())
         flash(_("Email settings saved."))
         return redirect(url_for("settings.email"))
@@ -50,6 +53,9 @@ def test_email():
     """Send a test email with the form's values (the stored password if the field is empty)."""
     form = MailSettingsForm()
     if not form.validate():
+        return _email_page(form, service.mail_settings(), status=422, tested=True)
+    if problem := settings_service.password_needed_again(form.values()):
+        form.password.errors = [problem]
         return _email_page(form, service.mail_settings(), status=422, tested=True)
     to = form.test_to.data or form.sender_email.data
     result = settings_service.send_test(form.values(), to)
