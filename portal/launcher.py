@@ -87,6 +87,15 @@ def _setup(env: dict) -> None:
         print(output, flush=True)
 
 
+def _demo_logins(instance: Path) -> str:
+    """The demo accounts' passwords made for this instance (by `flask demo seed`), if any."""
+    path = instance / "demo-logins.txt"
+    if not path.exists():
+        return ""
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return f"Demo logins ({path}): " + ", ".join(lines) + "\n" if lines else ""
+
+
 def _sandbox_secrets(folder: Path) -> dict[str, str]:
     """The sandbox's credentials, made once per instance and kept readable by its owner only."""
     import json
@@ -176,6 +185,7 @@ def main() -> int:
                 if env.get("MAIL_CATCHER_DIR")
                 else ""
             )
+            + _demo_logins(instance)
             + "Stop with Ctrl-C.\n",
             flush=True,
         )

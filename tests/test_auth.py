@@ -138,3 +138,85 @@ def test_a_same_site_path_is_where_login_and_the_language_switch_return(client, 
     assert response.headers["Location"] == target
     response = client.post("/lang/en", data={"next": target})
     assert response.headers["Location"] == target
+
+
+@pytest.fixture
+def limited(tmp_path, migrated_db):
+    """An app with login throttling on (the other tests turn it off), and its users."""
+    from portal.auth.views import create
+    from tests.conftest import make_app
+
+    app = make_app(tmp_path, migrated_db, RATELIMIT_ENABLED=True)
+    with app.app_context():
+        create("viewer", PASSWORD, "viewer")
+    return app
+
+
+@pytest.mark.parametrize("username", ["viewer", "no-such-user"])
+def test_wrong_passwords_are_throttled_per_user_name_known_or_not(limited, username):
+    client = limited.test_client()
+    codes = [login(client, username, f"wrong-{i}").status_code for i in range(6)]
+    assert codes[:5] == [200] * 5 and codes[5] == 429
+    assert "Retry-After" in login(client, username, "wrong").headers
+    if username == "viewer":
+        # Even the right password waits now: a guesser cannot tell it found it.
+        assert login(client, "viewer").status_code == 429
+    # Another user name from the same address is not locked out by it.
+    assert login(client, "other", "wrong").status_code == 200
+
+
+def test_wrong_passwords_are_throttled_per_address(limited):
+    client = limited.test_client()
+    codes = [login(client, f"user-{i}", "wrong").status_code for i in range(11)]
+    assert codes[:10] == [200] * 10 and codes[10] == 429
+
+
+def test_right_passwords_are_not_counted(limited):
+    client = limited.test_client()
+    for _ in range(8):
+        assert login(client, "viewer").status_code == 302
+        client.post("/logout")
+
+
+def test_an_unknown_user_costs_the_same_hashing_as_a_known_one(client, users, monkeypatch):
+    from portal.auth import views
+
+    checked = []
+    real = views.check_password_hash
+    monkeypatch.setattr(views, "check_password_hash", lambda h, p: checked.append(h) or real(h, p))
+    login(client, "viewer", "wrong")
+    login(client, "no-such-user", "wrong")
+    assert len(checked) == 2
+    # Both hashes are made with the same method and cost.
+    assert checked[0].split("$")[0] == checked[1].split("$")[0]
+
+
+def test_logout_ends_the_session_on_the_server(app, users):
+    client = login_client(app, "viewer")
+    cookie = client.get_cookie("session").value
+    other_device = login_client(app, "viewer")
+    assert client.post("/logout").status_code == 302
+    # The cookie from before the logout is refused, and so is the user's other session.
+    stolen = app.test_client()
+    stolen.set_cookie("session", cookie)
+    assert stolen.get("/").status_code == 302
+    assert other_device.get("/").status_code == 302
+    assert login_client(app, "viewer").get("/").status_code == 200
+
+
+def test_a_new_password_ends_the_users_sessions(app, users):
+    from portal.extensions import db
+    from portal.models import User
+
+    client = login_client(app, "viewer")
+    with app.app_context():
+        db.session.get(User, users["viewer"]).set_password("a-new-password-1")
+        db.session.commit()
+    assert client.get("/").status_code == 302
+
+
+def login_client(app, username):
+    client = app.test_client()
+    assert login(client, username).status_code == 302
+    assert client.get("/").status_code == 200
+    return client

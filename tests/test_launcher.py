@@ -1,6 +1,7 @@
 """`make run`'s launcher: everything starts on embedded defaults and Ctrl-C stops it all."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -138,7 +139,10 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     finally:
         output = stop(launcher)
     assert launcher.returncode == 0, output
-    assert f"http://127.0.0.1:{port}" in output and "admin / admin" in output
+    assert f"http://127.0.0.1:{port}" in output
+    admin_login = re.search(r"admin / \S+ \(admin\)", output).group(0)
+    assert admin_login != "admin / admin (admin)"
+    assert (instance / "demo-logins.txt").stat().st_mode & 0o777 == 0o600
     assert f"http://127.0.0.1:{port}/mailbox" in output
     assert [pid for pid in started if alive(pid)] == []
 
@@ -171,5 +175,6 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
         output = stop(launcher)
     assert launcher.returncode == 0, output
     assert "worker stopped" in output and "worker started again" in output
+    assert admin_login in output  # printed again at every start
     assert "redis stopped" in output and "redis started again" in output
     assert [pid for pid in started | restarted if alive(pid)] == []

@@ -1,6 +1,7 @@
 """Log sellers in and out; guard views by role."""
 
-from functools import wraps
+import secrets
+from functools import lru_cache, wraps
 
 import click
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
@@ -8,11 +9,12 @@ from flask.cli import AppGroup
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
+from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
 from portal.database import write
-from portal.extensions import db, login_manager
+from portal.extensions import db, limiter, login_manager
 from portal.models import ROLES, User
 from portal.web import safe_target
 
@@ -44,18 +46,47 @@ def role_required(role: str):
 
 
 @login_manager.user_loader
-def load_user(user_id: str) -> User | None:
+def load_user(session_id: str) -> User | None:
+    """The user of a session made since their last logout or password change, if active."""
+    user_id, _sep, version = session_id.partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None  # a cookie from before session versions, or forged
     user = db.session.get(User, int(user_id))
-    return user if user and user.active else None
+    if user is None or not user.active or user.session_version != int(version):
+        return None
+    return user
+
+
+# Failed logins only are counted (a right password costs nothing), per address and per
+# user name, whether or not that user exists (docs/decisions.md, Login).
+LOGIN_LIMIT = "10/minute;50/hour"
+USERNAME_LIMIT = "5/minute;30/hour"
+
+
+def _failed(response) -> bool:
+    return response.status_code != 302
+
+
+def _username_key() -> str:
+    return "login-user:" + (request.form.get("username") or "").strip().casefold()[:80]
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return generate_password_hash(secrets.token_urlsafe(16))
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(LOGIN_LIMIT, methods=["POST"], deduct_when=_failed)
+@limiter.limit(USERNAME_LIMIT, methods=["POST"], key_func=_username_key, deduct_when=_failed)
 def login():
     """Show the login form and log the seller in."""
     form = LoginForm()
     if form.validate_on_submit():
         user = db.session.scalar(db.select(User).filter_by(username=form.username.data))
-        if user and user.active and user.check_password(form.password.data):
+        # The same hashing work for an unknown user as for a known one.
+        hashed = user.password_hash if user else _dummy_hash()
+        if check_password_hash(hashed, form.password.data) and user and user.active:
             login_user(user)
             return redirect(safe_target(request.args.get("next"), url_for("invoices.index")))
         flash(_("Wrong username or password."), "error")
@@ -65,7 +96,10 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    """Log the seller out."""
+    """Log the seller out: this session and every other one of the same user end."""
+    with write():
+        user = db.session.get(User, current_user.id)
+        user.session_version += 1
     logout_user()
     return redirect(url_for("auth.login"))
 

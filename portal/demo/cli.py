@@ -4,11 +4,13 @@ import itertools
 import multiprocessing
 import os
 import random
+import secrets
 import time as clock
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
@@ -31,10 +33,8 @@ from portal.models import Customer, Invoice, InvoiceSeries, Seller, User
 
 demo_cli = AppGroup("demo", help="Demo data.")
 BATCH = 500
-DEMO_USERS = (
-    ("admin", "admin", "admin", "Quản trị viên"),
-    ("ketoan", "ketoan", "sender", "Kế toán Lan"),
-)
+DEMO_USERS = (("admin", "admin", "Quản trị viên"), ("ketoan", "sender", "Kế toán Lan"))
+LOGINS_FILE = "demo-logins.txt"
 
 
 def _today() -> date:
@@ -61,13 +61,32 @@ def ensure_basics(
     if not customers:
         customers = [_customer(rng, index) for index in range(50)]
         db.session.add_all(customers)
-    for username, password, role, name in DEMO_USERS:
-        if db.session.scalar(db.select(User).filter_by(username=username)) is None:
-            user = User(username=username, role=role, name=name)
-            user.set_password(password)
-            db.session.add(user)
     db.session.flush()
     return seller, series, customers
+
+
+def ensure_demo_users() -> list[str]:
+    """Make the demo accounts that are missing, each with a password of its own.
+
+    The passwords are made per instance (never admin/admin) and kept, readable by the owner
+    only, in instance/demo-logins.txt, which `make run` prints at every start.
+    """
+    made = []
+    with write():
+        for username, role, name in DEMO_USERS:
+            if db.session.scalar(db.select(User).filter_by(username=username)) is None:
+                password = secrets.token_urlsafe(9)
+                user = User(username=username, role=role, name=name)
+                user.set_password(password)
+                db.session.add(user)
+                made.append(f"{username} / {password} ({role})")
+    if made:
+        path = Path(current_app.instance_path) / LOGINS_FILE
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as out:
+            out.write("".join(line + "\n" for line in made))
+        path.chmod(0o600)
+    return made
 
 
 def _customer(rng: random.Random, index: int) -> Customer:
@@ -235,16 +254,13 @@ def seed_command(count: int, seed_value: int, if_empty: bool, workers: int | Non
     if if_empty and db.session.scalar(db.select(Invoice.id).limit(1)) is not None:
         click.echo("Invoices exist; demo data not loaded again.")
         return
-    names = [user[0] for user in DEMO_USERS]
-    existing = set(db.session.scalars(db.select(User.username).filter(User.username.in_(names))))
+    created = ensure_demo_users()
     started = clock.perf_counter()
     done = seed(count, seed_value, workers=workers)
     elapsed = clock.perf_counter() - started
     click.echo(
         f"Issued {done} demo invoices in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f}/s)."
     )
-    # Only accounts made just now have the demo passwords; existing ones were left alone.
-    created = [f"{u} / {p} ({role})" for u, p, role, _ in DEMO_USERS if u not in existing]
     if created:
         click.echo("Demo logins: " + ", ".join(created) + ".")
 
