@@ -116,7 +116,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     load_dotenv(ROOT / ".env")
     instance = Path(os.environ.get("PORTAL_INSTANCE", INSTANCE))
+    # Everything the system writes (the database, Redis's files, caught emails, keys) is for
+    # its owner only: 0700 folders and 0600 files, for this process and every child.
+    os.umask(0o077)
     instance.mkdir(parents=True, exist_ok=True)
+    instance.chmod(0o700)
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
     env = dict(os.environ, PORTAL_INSTANCE=str(instance), SECRET_KEY=load_secret_key(instance))

@@ -112,6 +112,16 @@ def stop(launcher) -> str:
         raise
 
 
+def file_modes(folder: Path) -> dict[Path, int]:
+    modes = {}
+    for path in [folder, *folder.rglob("*")]:
+        try:
+            modes[path] = path.stat().st_mode & 0o777
+        except FileNotFoundError:  # a temporary file that went meanwhile
+            pass
+    return modes
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -136,6 +146,11 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
             timeout=60,
         )  # fmt: skip
         assert second.returncode == 1 and "already using" in second.stderr
+        # instance/ and all in it are its owner's only: no other local user reads the
+        # database, the keys, Redis's files or the caught emails.
+        modes = file_modes(instance)
+        loose = {str(p): oct(m) for p, m in modes.items() if m & 0o077}
+        assert loose == {} and len(modes) > 5
     finally:
         output = stop(launcher)
     assert launcher.returncode == 0, output
