@@ -54,15 +54,20 @@ def vn_number(value: Decimal) -> str:
     return ("-" if value < 0 else "") + text
 
 
+def line_discount(line: Line, currency: str) -> Decimal:
+    """The line's own discount: STCKhau, else TLCKhau percent of quantity × unit price."""
+    if line.discount_amount is not None:
+        return line.discount_amount
+    if line.discount_rate and line.quantity is not None and line.unit_price is not None:
+        return round_money(line.quantity * line.unit_price * line.discount_rate / 100, currency)
+    return Decimal(0)
+
+
 def line_amount(line: Line, currency: str) -> Decimal | None:
     """Return quantity × unit price − discount, or None when the line has no price."""
     if line.quantity is None or line.unit_price is None:
         return None
-    gross = line.quantity * line.unit_price
-    discount = line.discount_amount
-    if discount is None and line.discount_rate:
-        discount = round_money(gross * line.discount_rate / 100, currency)
-    return round_money(gross - (discount or 0), currency)
+    return round_money(line.quantity * line.unit_price - line_discount(line, currency), currency)
 
 
 def _by_rate(doc: Document) -> dict[str, tuple[Decimal, Decimal, int]]:
@@ -108,16 +113,8 @@ def apply_totals(doc: Document) -> None:
 
 def _line_discounts(doc: Document) -> Decimal:
     """The per-line discounts (STCKhau, or TLCKhau of the gross) of the goods lines."""
-    total = Decimal(0)
-    for line in doc.lines:
-        if line.kind != GOODS:
-            continue
-        if line.discount_amount is not None:
-            total += line.discount_amount
-        elif line.discount_rate and line.quantity is not None and line.unit_price is not None:
-            gross = line.quantity * line.unit_price
-            total += round_money(gross * line.discount_rate / 100, doc.currency)
-    return total
+    goods = (line for line in doc.lines if line.kind == GOODS)
+    return sum((line_discount(line, doc.currency) for line in goods), Decimal(0))
 
 
 def _adjusting(doc: Document) -> bool:
