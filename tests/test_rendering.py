@@ -200,7 +200,7 @@ def test_pdf_is_rendered_once_and_reused(app, monkeypatch):
         row = db.session.get(InvoicePdf, invoice_id)
         assert (row.xml_sha256, row.template_version) == (
             invoice.xml_sha256,
-            service.TEMPLATE_VERSION,
+            service.layout_version(),
         )
 
 
@@ -211,7 +211,7 @@ def test_a_pdf_stored_by_another_worker_meanwhile_wins(app, monkeypatch):
                 InvoicePdf(
                     invoice_id=invoice.id,
                     xml_sha256=invoice.xml_sha256,
-                    template_version=service.TEMPLATE_VERSION,
+                    template_version=service.layout_version(),
                     data=b"%PDF-theirs",
                 )
             )
@@ -240,8 +240,9 @@ def test_a_stale_cached_pdf_is_replaced(app, monkeypatch):
         db.session.remove()
         rows = db.session.scalars(db.select(InvoicePdf)).all()
         assert [(r.xml_sha256, r.template_version, r.data) for r in rows] == [
-            ("f" * 64, "next", b"%PDF-other xml")
+            ("f" * 64, service.layout_version(), b"%PDF-other xml")
         ]
+        assert service.layout_version().startswith("next-")
 
 
 def test_xml_rendition_is_the_stored_bytes(app):
@@ -316,3 +317,21 @@ def test_foreign_currency_shows_currency_and_exchange_rate(app, tmp_path):
     assert "Tỷ giá (Exchange rate): 25.450 VND/USD" in html
     assert "1.100,55 USD" in html
     assert "1.100,55 USD" in flat(poppler("pdftotext", data, tmp_path))
+
+
+def test_a_pdf_kept_for_another_lookup_address_is_rendered_again(app, tmp_path):
+    """The PDF prints the lookup page's address: a new PORTAL_BASE_URL makes kept PDFs stale."""
+    with app.app_context():
+        app.config["PORTAL_BASE_URL"] = "https://old.example.vn"
+        invoice = make_invoice()
+        old = service.invoice_pdf(invoice)
+        app.config["PORTAL_BASE_URL"] = "https://hoadon.example.vn/"
+        new = service.invoice_pdf(invoice)
+        assert service.invoice_pdf(invoice) == new  # kept again, under the new address
+    assert "https://old.example.vn/tra-cuu" in flat(poppler("pdftotext", old, tmp_path))
+    text = flat(poppler("pdftotext", new, tmp_path))
+    assert (
+        f"Tra cứu hóa đơn tại: https://hoadon.example.vn/tra-cuu - Mã tra cứu: {invoice.lookup_code}"
+        in text
+    )
+    assert len(PdfReader(io.BytesIO(new)).pages) == 1

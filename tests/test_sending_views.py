@@ -32,7 +32,7 @@ def test_dialog_is_prefilled_from_the_buyer(sender):
     page = sender.get(f"/invoices/{sender.invoice_id}/send", headers=HTMX).get_data(as_text=True)
     assert "<html" not in page and "<dialog" in page
     assert 'value="Nguyễn Văn An"' in page and "an@nguyenhoang.vn" in page
-    assert "Đã gửi cho khách hàng" not in page
+    assert "data-sent-before" not in page and "Đã gửi trước đây" not in page
 
 
 def test_each_bad_address_gets_its_own_message(sender):
@@ -109,8 +109,11 @@ def test_dialog_says_when_and_to_whom_it_was_sent_before(sender):
         delivery.status = delivery.invoice.send_status = "sent"
         db.session.commit()
     page = sender.get(f"/invoices/{sender.invoice_id}/send", headers=HTMX).get_data(as_text=True)
-    assert "Đã gửi cho khách hàng" in page and "checked" in page
-    assert "an@nguyenhoang.vn" in page and "Đã gửi HĐ cho KH" in page and "sender" in page
+    notice = page.split("data-sent-before", 1)[1].split("</div>", 1)[0]
+    # In words, not a greyed ticked box: when, to whom, by whom, with what result.
+    assert "checkbox" not in notice
+    assert "Đã gửi trước đây: lúc " in notice and " tới an@nguyenhoang.vn, người gửi " in notice
+    assert "Kết quả:" in notice and "Đã gửi HĐ cho KH" in notice
 
 
 def test_preview_shows_the_email_as_it_will_go_out(sender):

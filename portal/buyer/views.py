@@ -1,6 +1,7 @@
 """Buyer-facing pages: no login, readable on a phone, no third-party resources."""
 
 import base64
+from dataclasses import dataclass
 
 from flask import (
     Blueprint,
@@ -101,19 +102,27 @@ def _lookup_serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.secret_key, salt="invoice-lookup")
 
 
-@bp.route("/tra-cuu", methods=["GET", "POST"])
-@limiter.limit(LOOKUP_LIMIT, methods=["POST"])
+def _no_code_typed() -> bool:
+    """The plain lookup page costs nothing; every code tried counts against the limit."""
+    return request.method == "GET" and "code" not in request.args
+
+
+@bp.route(service.LOOKUP_PATH, methods=["GET", "POST"])
+@limiter.limit(LOOKUP_LIMIT, exempt_when=_no_code_typed)
 def lookup():
-    """Find an invoice by the lookup code printed on it."""
+    """Find an invoice by the lookup code printed on it (typed, or in the printed QR code)."""
     error = None
-    if request.method == "POST":
-        invoice = service.find_by_lookup_code(request.form.get("code", ""))
+    source = request.form if request.method == "POST" else request.args
+    code = source.get("code", "")[:40]
+    if request.method == "POST" or "code" in request.args:
+        invoice = service.find_by_lookup_code(code)
         if invoice is not None:
             ticket = _lookup_serializer().dumps(invoice.id)
             return redirect(url_for("buyer.lookup_result", ticket=ticket))
         # The same answer whatever exists: a wrong code reveals nothing.
         error = _("No invoice matches this lookup code.")
-    return render_template("buyer/lookup.html", error=error), 200 if error is None else 404
+    page = render_template("buyer/lookup.html", error=error, code=code)
+    return page, 200 if error is None else 404
 
 
 def _ticket_invoice(ticket: str) -> Invoice:
@@ -150,7 +159,7 @@ def lookup_file(ticket: str, kind: str):
     return invoice_file(invoice, kind)
 
 
-RECEIPT_LABELS = {
+RECEIPT_LABELS = {  # what one event was, in a visit's story
     "email_opened": "Email opened",
     "link_opened": "Link opened",
     "page_shown": "Invoice page viewed",
@@ -166,10 +175,40 @@ def receipt_kind_label(kind: str) -> str:
     return _(RECEIPT_LABELS[kind]) if kind in RECEIPT_LABELS else kind
 
 
-def timeline(invoice_id: int) -> list:
-    """Every receipt event of an invoice, oldest first."""
-    from portal.models import ReceiptEvent
+# The tick: what the buyer did, in a word or two (the strongest event of a visit or invoice).
+RECEIPT_TICKS = {
+    "receipt_confirmed": "Confirmed",
+    "pdf_downloaded": "PDF downloaded",
+    "xml_downloaded": "XML downloaded",
+    "page_shown": "Viewed",
+    "email_opened": "Email opened",
+    "link_opened": "Link opened",
+}
 
-    return db.session.scalars(
-        db.select(ReceiptEvent).filter_by(invoice_id=invoice_id).order_by(ReceiptEvent.id)
-    ).all()
+
+@bp.app_template_global()
+def receipt_tick_label(kind: str) -> str:
+    """The tick's words: Đã xác nhận, Đã tải PDF, Đã xem..."""
+    return _(RECEIPT_TICKS[kind]) if kind in RECEIPT_TICKS else kind
+
+
+@dataclass
+class LookupPrint:
+    """Where the buyer looks the invoice up, as printed on it, and a QR code to it."""
+
+    address: str
+    code: str
+    qr: str  # a PNG data URI
+
+
+@bp.app_template_global()
+def lookup_print(invoice: Invoice) -> LookupPrint:
+    """The lookup line and QR code of an invoice's page and PDF."""
+    return LookupPrint(
+        service.lookup_address(), invoice.lookup_code, service.lookup_qr(invoice.lookup_code)
+    )
+
+
+def timeline(invoice_id: int) -> list[service.Visit]:
+    """The invoice's receipt events as visits, oldest first."""
+    return service.visits(invoice_id)

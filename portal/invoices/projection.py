@@ -12,8 +12,9 @@ from portal.extensions import db
 from portal.models import Delivery, Invoice, ReceiptEvent, TaxMessage, TaxSubmission
 from portal.statuses import OutboxStatus, SendStatus, TaxStatus
 
-# Events that show a person has the invoice, and the weak one (mail apps fetch images alone).
-STRONG_RECEIPTS = ("page_shown", "pdf_downloaded", "xml_downloaded", "receipt_confirmed")
+# Events that show a person has the invoice, strongest first, and the weak one (mail apps
+# fetch images alone).
+STRONG_RECEIPTS = ("receipt_confirmed", "pdf_downloaded", "xml_downloaded", "page_shown")
 WEAK_RECEIPTS = ("email_opened",)
 
 
@@ -44,6 +45,25 @@ def _first_receipt(column, kinds: tuple[str, ...]):
             ReceiptEvent.possibly_automatic.is_(False),
         )
         .order_by(ReceiptEvent.at, ReceiptEvent.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _strongest_receipt_kind(kinds: tuple[str, ...]):
+    """The strongest of these events by people (confirmed, then a download, then a view).
+
+    The tick says what happened; it is dated by the first event that showed receipt.
+    """
+    rank = case({kind: position for position, kind in enumerate(kinds)}, value=ReceiptEvent.kind)
+    return (
+        select(ReceiptEvent.kind)
+        .where(
+            ReceiptEvent.invoice_id == Invoice.id,
+            ReceiptEvent.kind.in_(kinds),
+            ReceiptEvent.possibly_automatic.is_(False),
+        )
+        .order_by(rank, ReceiptEvent.at, ReceiptEvent.id)
         .limit(1)
         .scalar_subquery()
     )
@@ -110,7 +130,7 @@ def _refresh(ids: list[int]) -> None:
             select(Invoice.id).where(Invoice.id.in_(ids)).order_by(Invoice.id).with_for_update()
         )
     strong_at = _first_receipt(ReceiptEvent.at, STRONG_RECEIPTS)
-    strong_kind = _first_receipt(ReceiptEvent.kind, STRONG_RECEIPTS)
+    strong_kind = _strongest_receipt_kind(STRONG_RECEIPTS)
     db.session.execute(
         update(Invoice)
         .where(Invoice.id.in_(ids))

@@ -141,7 +141,7 @@ def show(invoice_id: int):
     invoice = _invoice(invoice_id)
     return render_template(
         "invoices/show.html", invoice=invoice, deliveries=deliveries_of(invoice.id),
-        events=timeline(invoice.id), tax=tax_view(invoice.id),
+        visits=timeline(invoice.id), tax=tax_view(invoice.id),
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from portal.models import Invoice, InvoicePdf
 from portal.rendering.pdf import html_to_pdf
 
 # Bump when the PDF layout changes: cached PDFs of an older layout are rendered again.
-TEMPLATE_VERSION = "2"
+TEMPLATE_VERSION = "3"
 # Invoices per background render job: small enough for two workers to share a batch.
 RENDER_CHUNK = 10
 
@@ -25,11 +25,22 @@ def render_pdf(invoice: Invoice) -> bytes:
     return html_to_pdf(render_template("pdf/invoice.html", invoice=invoice))
 
 
+def layout_version() -> str:
+    """The layout a PDF is rendered with: the template's version and the printed lookup address.
+
+    The PDF prints the lookup page's address (and a QR code to it), so a PDF kept from
+    before PORTAL_BASE_URL changed is stale like one of an older template.
+    """
+    from portal.buyer.service import lookup_fingerprint
+
+    return f"{TEMPLATE_VERSION}-{lookup_fingerprint()}"
+
+
 def _fresh(cached: InvoicePdf | None, xml_sha256: str) -> bool:
     return (
         cached is not None
         and cached.xml_sha256 == xml_sha256
-        and cached.template_version == TEMPLATE_VERSION
+        and cached.template_version == layout_version()
     )
 
 
@@ -67,7 +78,7 @@ def _store(invoice_id: int, xml_sha256: str, data: bytes) -> bytes:
                 cached = InvoicePdf(invoice_id=invoice_id)
                 db.session.add(cached)
             cached.xml_sha256 = xml_sha256
-            cached.template_version = TEMPLATE_VERSION
+            cached.template_version = layout_version()
             cached.data = data
     except IntegrityError:
         # PostgreSQL takes no write lock up front: a concurrent insert of the same PDF won.

@@ -90,6 +90,8 @@ def email_template() -> EmailTemplate:
 
 
 def template_variables(invoice: Invoice, recipient_name: str, link: str) -> dict[str, str]:
+    from portal.buyer.service import lookup_address
+
     return {
         "seller_name": invoice.seller_name,
         "seller_tax_code": invoice.seller_tax_code,
@@ -102,6 +104,7 @@ def template_variables(invoice: Invoice, recipient_name: str, link: str) -> dict
         "currency": invoice.currency,
         "amount_in_words": invoice.amount_in_words,
         "lookup_code": invoice.lookup_code,
+        "lookup_url": lookup_address(),
         "buyer_link": link,
     }
 

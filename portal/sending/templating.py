@@ -19,6 +19,7 @@ VARIABLES = {
     "currency": "Loại tiền",
     "amount_in_words": "Số tiền viết bằng chữ",
     "lookup_code": "Mã tra cứu",
+    "lookup_url": "Địa chỉ trang tra cứu hóa đơn",
     "buyer_link": "Đường dẫn xem hóa đơn",
 }
 
@@ -29,7 +30,8 @@ DEFAULT_TEXT = """Kính gửi {{ recipient_name }},
 - Ký hiệu: {{ form_series }}, số: {{ number }}, ngày {{ issue_date }}
 - Tổng tiền thanh toán: {{ total }} {{ currency }}
 - Bằng chữ: {{ amount_in_words }}
-- Mã tra cứu: {{ lookup_code }}
+
+Tra cứu hóa đơn tại: {{ lookup_url }} - Mã tra cứu: {{ lookup_code }}
 
 Xem và tải hóa đơn tại: {{ buyer_link }}
 Hóa đơn (PDF và XML) được đính kèm thư này. Nếu không thấy thư, vui lòng kiểm tra thư mục Spam.
@@ -43,8 +45,8 @@ DEFAULT_HTML = """<p>Kính gửi {{ recipient_name }},</p>
 <li>Ký hiệu: <b>{{ form_series }}</b>, số: <b>{{ number }}</b>, ngày {{ issue_date }}</li>
 <li>Tổng tiền thanh toán: <b>{{ total }} {{ currency }}</b></li>
 <li>Bằng chữ: {{ amount_in_words }}</li>
-<li>Mã tra cứu: {{ lookup_code }}</li>
 </ul>
+<p>Tra cứu hóa đơn tại: <a href="{{ lookup_url }}">{{ lookup_url }}</a> - Mã tra cứu: <b>{{ lookup_code }}</b></p>
 <p><a href="{{ buyer_link }}">Xem và tải hóa đơn</a></p>
 <p>Hóa đơn (PDF và XML) được đính kèm thư này.</p>
 <p>Trân trọng,<br>{{ seller_name }}</p>

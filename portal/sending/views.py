@@ -7,14 +7,12 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.auth.views import role_required
-from portal.database import write
 from portal.extensions import db
 from portal.models import Delivery, Invoice
 from portal.outbox import service as outbox
 from portal.sending import service
 from portal.sending.forms import SendForm
 from portal.statuses import SendStatus
-from portal.types import utcnow
 from portal.web import render
 
 bp = Blueprint("sending", __name__)
@@ -28,10 +26,16 @@ def _invoice(invoice_id: int) -> Invoice:
 
 
 def _dialog_context(invoice: Invoice, form: SendForm, **extra) -> dict:
+    from portal.buyer.service import live_links
+
     return dict(
         invoice=invoice,
         form=form,
         last=service.last_delivery(invoice.id),
+        sends=db.session.scalar(
+            db.select(db.func.count(Delivery.id)).filter_by(invoice_id=invoice.id)
+        ),
+        live=live_links(invoice.id),
         settings_ready=service.mail_settings() is not None,
         **extra,
     )
@@ -167,14 +171,19 @@ def show(delivery_id: int):
 @bp.post("/deliveries/<int:delivery_id>/revoke")
 @role_required("sender")
 def revoke(delivery_id: int):
-    """Turn off a delivery's buyer link; the buyer then sees that it no longer works."""
-    with write():
-        delivery = db.session.get(Delivery, delivery_id) or abort(404)
-        if delivery.revoked_at is None:
-            delivery.revoked_at = utcnow()
-        invoice_id = delivery.invoice_id
+    """Turn off a delivery's buyer link; the buyer then sees that it no longer works.
+
+    From the send dialog (htmx) the answer is the dialog's list of links that still work.
+    """
+    from portal.buyer.service import live_links, turn_off
+
+    delivery = turn_off(delivery_id) or abort(404)
+    if request.htmx:
+        return render_template(
+            "sending/_live_links.html", live=live_links(delivery.invoice_id), turned_off=True
+        )
     flash(_("The buyer link was turned off."))
-    return redirect(url_for("invoices.show", invoice_id=invoice_id))
+    return redirect(url_for("invoices.show", invoice_id=delivery.invoice_id))
 
 
 @bp.app_template_global()
