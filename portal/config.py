@@ -112,5 +112,7 @@ class Config:
         self.PDF_FONT_DIR = str(ROOT / "static" / "fonts")
         self.TRUST_PROXY = _bool("TRUST_PROXY")
         self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))
+        # The API refuses an issue date more than this many days before today (or after it).
+        self.ISSUE_DATE_MAX_AGE_DAYS = int(os.environ.get("ISSUE_DATE_MAX_AGE_DAYS", "31"))
         # Uploads (XML files, zips of them) are read into memory.
         self.MAX_CONTENT_LENGTH = 50 * 1024 * 1024

@@ -22,10 +22,15 @@ bp = Blueprint("i18n", __name__)
 
 
 def select_locale() -> str:
-    lang = session.get("lang") if has_request_context() else None
-    if lang in current_app.config["LANGUAGES"]:
-        return lang
-    return current_app.config["BABEL_DEFAULT_LOCALE"]
+    """The session's language; for the API, the one the client asks for; else Vietnamese."""
+    default = current_app.config["BABEL_DEFAULT_LOCALE"]
+    if not has_request_context():
+        return default
+    if request.blueprint == "api":
+        # Other software has no session: `Accept-Language: en` asks for English messages.
+        return request.accept_languages.best_match(current_app.config["LANGUAGES"]) or default
+    lang = session.get("lang")
+    return lang if lang in current_app.config["LANGUAGES"] else default
 
 
 def format_money(value: Decimal | int | None, places: int | None = None) -> str:

@@ -12,6 +12,15 @@ def render(page_template: str, fragment_template: str, /, **context) -> str:
     return render_template(page_template, **context)
 
 
+def ids_of(values: list[str], limit: int) -> list[int]:
+    """The row ids among the values, at most `limit`; anything else is left out.
+
+    `str.isdigit` is true for "²" (which int() refuses) and for numbers no database column
+    holds: only up to 18 ASCII digits are an id.
+    """
+    return [int(v) for v in values if v.isascii() and v.isdigit() and len(v) <= 18][:limit]
+
+
 def init_app(app: Flask) -> None:
     for code in (400, 403, 404, 429, 500):
         app.register_error_handler(code, _error_page)

@@ -8,13 +8,13 @@ from flask import Blueprint, Flask, abort, flash, redirect, render_template, req
 from flask.cli import AppGroup
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
-from flask_wtf import FlaskForm
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
 from portal.database import write
 from portal.extensions import db, limiter, login_manager
+from portal.inputs import CheckedForm
 from portal.models import ROLES, User
 from portal.web import safe_target
 
@@ -24,7 +24,7 @@ bp = Blueprint("auth", __name__)
 RANK = {role: rank for rank, role in enumerate(reversed(ROLES))}
 
 
-class LoginForm(FlaskForm):
+class LoginForm(CheckedForm):
     username = StringField("Username", validators=[DataRequired()])
     password = PasswordField("Password", validators=[DataRequired()])
 

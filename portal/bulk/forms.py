@@ -1,15 +1,15 @@
 """The bulk page's conditions form."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField
 from wtforms.fields.choices import SelectChoice as C
 from wtforms.validators import Length
 
+from portal.inputs import CheckedForm
 from portal.invoices.forms import Conditions
 
 
-class ConditionsForm(FlaskForm, Conditions):
+class ConditionsForm(CheckedForm, Conditions):
     """Lấy dữ liệu by these conditions (the list's, plus the send status; posted, so CSRF)."""
 
     q = StringField(_l("Buyer or tax code"), validators=[Length(max=100)])

@@ -22,6 +22,7 @@ from sqlalchemy import exists, func, insert, select, update
 
 from portal.database import after_commit, write
 from portal.extensions import db
+from portal.inputs import recipients_error, text_error
 from portal.invoices import projection
 from portal.invoices import service as listing
 from portal.models import Batch, BatchRow, Customer, Delivery, Invoice, MailSettings
@@ -34,7 +35,6 @@ from portal.types import utcnow
 log = logging.getLogger(__name__)
 
 CHUNK = 1000  # deliveries per insert and per enqueue round trip
-MAX_RECIPIENTS = 50
 # Send status conditions the bulk page offers, as the list's tabs.
 SEND_CONDITIONS = ("not_sent", "failed", "all")
 
@@ -152,8 +152,8 @@ def address_errors(to: str, cc: str) -> list[str]:
                   for bad, _reason in parsed.errors]  # fmt: skip
     if not _parsed(to or "").addresses and not found:
         found.append(_("No email address: enter one"))
-    if count > MAX_RECIPIENTS:
-        found.append(_("At most %(count)s recipients per invoice", count=MAX_RECIPIENTS))
+    if too_many := recipients_error(count):
+        found.append(too_many)
     return found
 
 
@@ -198,16 +198,42 @@ def _override(batch: Batch, invoice_id: int) -> BatchRow:
 
 def edit_row(batch_id: int, invoice_id: int, name: str, to: str, cc: str,
              save_to_customer: bool) -> Row:  # fmt: skip
-    """Keep the recipients typed for one row (checked as they are typed)."""
+    """Keep the recipients typed for one row (checked as they are typed).
+
+    A value with characters no input may hold (docs/decisions.md, "Inputs") is refused:
+    the row keeps what it had and says which field and character were refused.
+    """
+    from flask_babel import gettext as _
+
+    refused = {}
+    for key, label, text, multiline in (
+        ("name", _("Recipient name"), name, False),
+        ("to", _("Recipient email"), to, True),
+        ("cc", _("CC"), cc, True),
+    ):
+        if error := text_error(text, multiline):
+            refused[key] = _("%(field)s: %(error)s", field=label, error=error)
     with write():
         batch = _draft(batch_id)
         invoice = db.session.get(Invoice, invoice_id)
         row = _override(batch, invoice_id)
-        row.recipient_name = clean_display_name(name)
-        row.to_addresses = "; ".join(_parsed(to).addresses) if not _parsed(to).errors else to
-        row.cc_addresses = "; ".join(_parsed(cc).addresses) if not _parsed(cc).errors else cc
+        first_edit = row.to_addresses is None
+        if "name" not in refused:
+            row.recipient_name = clean_display_name(name)
+        elif first_edit:
+            row.recipient_name = invoice.buyer_person or invoice.buyer_name
+        if "to" not in refused:
+            row.to_addresses = "; ".join(_parsed(to).addresses) if not _parsed(to).errors else to
+        elif first_edit:
+            row.to_addresses = invoice.buyer_email
+        if "cc" not in refused:
+            row.cc_addresses = "; ".join(_parsed(cc).addresses) if not _parsed(cc).errors else cc
+        elif first_edit:
+            row.cc_addresses = ""
         row.save_to_customer = save_to_customer
-    return _row(invoice, row, batch)
+    result = _row(invoice, row, batch)
+    result.errors[:0] = list(refused.values())
+    return result
 
 
 def tick(batch_id: int, invoice_ids: list[int], selected: bool) -> None:

@@ -23,7 +23,7 @@ from portal.invoices import service as listing
 from portal.models import Batch, Invoice
 from portal.sending import service as sending
 from portal.statuses import BatchStatus, tax_labels
-from portal.web import render
+from portal.web import ids_of, render
 
 bp = Blueprint("bulk", __name__, url_prefix="/bulk")
 
@@ -103,7 +103,7 @@ def edit_row(batch_id: int, invoice_id: int):
 def tick(batch_id: int):
     """Tick or untick rows (one, or the page's); answer the totals."""
     batch = _batch(batch_id, draft=True)
-    ids = [int(x) for x in request.form.getlist("ids") if x.isdigit()][:500]
+    ids = ids_of(request.form.getlist("ids"), 500)
     service.tick(batch.id, ids, request.form.get("selected") == "1")
     return render_template("bulk/_summary.html", batch=batch, summary=service.summary(batch),
                            oob=False)  # fmt: skip

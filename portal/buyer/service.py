@@ -121,7 +121,9 @@ def turn_off(delivery_id: int) -> Delivery | None:
 
 def find_by_lookup_code(code: str) -> Invoice | None:
     code = re.sub(r"[\s-]", "", code or "").upper()
-    if not code or len(code) > 32:
+    # Codes are letters and digits only; anything else (a NUL, which PostgreSQL refuses in a
+    # query, or a stray symbol) cannot match and is not asked of the database.
+    if not re.fullmatch(r"[A-Z0-9]{1,32}", code):
         return None
     return db.session.scalar(db.select(Invoice).filter_by(lookup_code=code))
 

@@ -11,8 +11,23 @@ VAT_RATES = ("0%", "5%", "8%", "10%", "KCT", "KKKNT")  # plus "KHAC:AB.CD%"
 TAX_CODE = r"(?:[0-9]{12}|[0-9]{10}(?:-[0-9]{3})?)(?![0-9-])"
 
 
+# The XML's numbers have 21 digits, 6 of them after the point (docs/domain.md): below
+# 10^15 in absolute value. The database's NUMERIC(24, 6) holds every such number.
+MAX_DECIMALS = 6
+NUMBER_LIMIT = Decimal(10) ** 15
+
+
 def is_tax_code(text: str) -> bool:
     return re.fullmatch(TAX_CODE, text or "") is not None
+
+
+def fits_xml_number(value: Decimal) -> bool:
+    """Whether the XML (and the database) can hold the number exactly."""
+    return (
+        value.is_finite()
+        and abs(value) < NUMBER_LIMIT
+        and value.normalize().as_tuple().exponent >= -MAX_DECIMALS
+    )
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -12,7 +13,7 @@ from sqlalchemy import Float, and_, cast, func, or_, select
 from portal.extensions import db
 from portal.models import Delivery, Invoice
 from portal.statuses import SendStatus
-from portal.text import fold
+from portal.text import fold, unsafe_character
 
 # Tabs of the list and the send statuses each shows. A send in flight (or waiting to retry)
 # has not reached the buyer yet: it stays under "not sent", where the seller started it, until
@@ -30,6 +31,9 @@ TABS = {
 SEND_STATUSES = tuple(s.value for s in SendStatus)
 PERIODS = ("this_month", "last_month", "this_quarter", "this_year", "custom", "all")
 SORTS = {"date", "number", "buyer", "total"}
+# The series box offers form + series ("1K26TAA"); a series alone also filters.
+SERIES_FILTER = re.compile(r"([1-9])?(K\d{2}[A-Z][A-Z0-9]{2})")
+MAX_PAGE = 1_000_000  # beyond any list; the page shown is clamped to the last one anyway
 
 
 @dataclass
@@ -44,6 +48,25 @@ class Filters:
     received: str = ""  # "", "yes", "no"
     sort: str = "-date"
     page: int = 1
+
+    def __post_init__(self) -> None:
+        """Fall back to the default of any value the list cannot use: anyone can type a URL."""
+        if self.tab not in TABS:
+            self.tab = "all"
+        if self.period not in PERIODS:
+            self.period = "this_month"
+        # An unsafe character (a NUL fails on PostgreSQL) is a space to the search.
+        text = self.q if isinstance(self.q, str) else ""
+        self.q = "".join(" " if unsafe_character(ch) else ch for ch in text[:100]).strip()
+        if not isinstance(self.series, str) or not SERIES_FILTER.fullmatch(self.series):
+            self.series = ""
+        if self.received not in ("", "yes", "no"):
+            self.received = ""
+        if not isinstance(self.sort, str) or self.sort.lstrip("-") not in SORTS:
+            self.sort = "-date"
+        if not isinstance(self.page, int) or isinstance(self.page, bool):
+            self.page = 1
+        self.page = min(max(1, self.page), MAX_PAGE)
 
 
 @dataclass
@@ -102,9 +125,9 @@ def conditions_of(filters: Filters, start: date | None, end: date | None) -> lis
         conditions.append(Invoice.issued_on <= end)
     if filters.series:
         # The box offers form + series ("1K26TAA"): the same series may serve two forms.
-        form, series = filters.series[:-6], filters.series[-6:]
+        form, series = SERIES_FILTER.fullmatch(filters.series).groups()
         conditions.append(Invoice.series == series)
-        if form.isdigit():
+        if form:
             conditions.append(Invoice.form == int(form))
     if filters.tax_status:
         conditions.append(Invoice.tax_status == filters.tax_status)

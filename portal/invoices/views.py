@@ -10,7 +10,7 @@ from portal.invoices.forms import FilterForm
 from portal.models import Invoice
 from portal.rendering.service import invoice_file
 from portal.statuses import SendStatus, tax_labels
-from portal.web import render
+from portal.web import ids_of, render
 
 bp = Blueprint("invoices", __name__)
 
@@ -97,7 +97,7 @@ def statuses():
     form = FilterForm(request.args)
     form.validate()
     filters = _filters(form)
-    ids = [int(x) for x in request.args.getlist("ids") if x.isdigit()][:200]
+    ids = ids_of(request.args.getlist("ids"), 200)
     invoices = db.session.scalars(db.select(Invoice).where(Invoice.id.in_(ids))).all()
     pending = [i for i in invoices if SendStatus(i.send_status).is_active]
     page = service.Page(invoices, 0, 1, 1, 1, counts=service.tab_counts(filters))

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from email_validator import EmailNotValidError, validate_email
 
 SEPARATORS = re.compile(r"[;,\s]+")
+# Addresses per send, To, CC and BCC together (the dialog, a bulk row, the API's buyer).
+# An invoice goes to a buyer's few people; hundreds make the portal a bulk mailer, and
+# many providers refuse messages with more than 50 to 100 recipients anyway.
+MAX_RECIPIENTS = 50
 
 
 @dataclass

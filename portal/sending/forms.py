@@ -1,15 +1,18 @@
 """The send dialog's form."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import RadioField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, ValidationError
+from wtforms.validators import Length, StopValidation, ValidationError
 
-from portal.sending.addresses import parse_addresses
+from portal.inputs import CheckedForm, recipients_error
+from portal.sending.addresses import SEPARATORS, parse_addresses
 
 
 def _addresses(form, field):
+    # Far too many addresses are refused before each is checked: the check costs per address.
+    if error := recipients_error(len([a for a in SEPARATORS.split(field.data or "") if a])):
+        raise StopValidation(error)
     parsed = parse_addresses(field.data)
     for address, reason in parsed.errors:
         field.errors.append(_l("“%(address)s” is not a valid email address: %(reason)s",
@@ -19,7 +22,7 @@ def _addresses(form, field):
     field.data = "; ".join(parsed.addresses)
 
 
-class SendForm(FlaskForm):
+class SendForm(CheckedForm):
     method = RadioField(
         _l("Sending method"),
         choices=[SelectChoice("email", _l("Email")), SelectChoice("link", _l("Copy link"))],
@@ -33,3 +36,13 @@ class SendForm(FlaskForm):
     def validate_to(self, field):
         if self.method.data == "email" and not field.data:
             raise ValidationError(_l("Enter at least one recipient email."))
+
+    def validate(self, extra_validators=None) -> bool:
+        """Check each field, then the number of recipients of the three together."""
+        valid = super().validate(extra_validators)
+        fields = (self.to, self.cc, self.bcc)
+        count = sum(len(parse_addresses(f.data).addresses) for f in fields if not f.errors)
+        if self.method.data == "email" and (error := recipients_error(count)):
+            self.to.errors.append(error)
+            valid = False
+        return valid

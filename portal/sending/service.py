@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from portal.database import write
 from portal.extensions import db
 from portal.i18n import format_date, format_money
+from portal.inputs import recipients_error
 from portal.invoices import projection
 from portal.models import Delivery, DeliveryAttempt, EmailTemplate, Invoice, MailSettings
 from portal.outbox import service as outbox
@@ -43,6 +44,10 @@ class Recipients:
     def errors(self) -> dict[str, list[tuple[str, str]]]:
         found = {"to": self.to.errors, "cc": self.cc.errors, "bcc": self.bcc.errors}
         return {key: value for key, value in found.items() if value}
+
+    @property
+    def count(self) -> int:
+        return len(self.to.addresses) + len(self.cc.addresses) + len(self.bcc.addresses)
 
 
 @dataclass
@@ -188,6 +193,8 @@ def queue_delivery(
         if method == "email":
             if recipients.errors or not recipients.to.addresses:
                 raise NotSendable(_("Enter at least one valid recipient email."))
+            if too_many := recipients_error(recipients.count):
+                raise NotSendable(too_many)
             if mail_settings() is None:
                 raise NotSendable(_("Set up the invoice email settings before sending."))
         active = active_delivery(invoice_id)

@@ -1,7 +1,6 @@
 """Forms of the settings pages."""
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     IntegerField,
@@ -22,6 +21,7 @@ from wtforms.validators import (
 )
 
 from portal.einvoice.document import TAX_CODE
+from portal.inputs import CheckedForm
 from portal.settings.service import MailValues
 
 
@@ -29,7 +29,7 @@ def _strip(value):
     return value.strip() if isinstance(value, str) else value
 
 
-class MailSettingsForm(FlaskForm):
+class MailSettingsForm(CheckedForm):
     host = StringField(
         _l("SMTP server"), validators=[DataRequired(), Length(max=200)], filters=[_strip]
     )
@@ -84,7 +84,7 @@ class MailSettingsForm(FlaskForm):
         )  # fmt: skip
 
 
-class TaxSettingsForm(FlaskForm):
+class TaxSettingsForm(CheckedForm):
     """Thiết lập kết nối CQT: the T-VAN provider and how buyer emails relate to the transfer."""
 
     provider = SelectField(_l("Transmission provider (T-VAN)"), choices=[])
@@ -127,13 +127,13 @@ class TaxSettingsForm(FlaskForm):
                 ) from None
 
 
-class TemplateForm(FlaskForm):
+class TemplateForm(CheckedForm):
     subject = StringField(_l("Subject"), validators=[DataRequired(), Length(max=500)])
     body_text = TextAreaField(_l("Plain-text body"), validators=[DataRequired()])
     body_html = TextAreaField(_l("HTML body"), validators=[DataRequired()])
 
 
-class CompanyForm(FlaskForm):
+class CompanyForm(CheckedForm):
     name = StringField(_l("Company name"), validators=[DataRequired(), Length(max=400)])
     tax_code = StringField(
         _l("Tax code"),
@@ -149,7 +149,7 @@ class CompanyForm(FlaskForm):
     bank_name = StringField(_l("Bank"), validators=[Length(max=200)])
 
 
-class SeriesForm(FlaskForm):
+class SeriesForm(CheckedForm):
     form = SelectField(
         _l("Invoice form"),
         choices=[SelectChoice(str(n), label) for n, label in (

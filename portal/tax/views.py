@@ -13,7 +13,7 @@ from portal.models import TaxExchange, TaxSubmission
 from portal.outbox import service as outbox
 from portal.sending.secrets_box import decrypt
 from portal.tax import service
-from portal.web import safe_target
+from portal.web import ids_of, safe_target
 
 bp = Blueprint("tax", __name__)
 
@@ -24,7 +24,7 @@ MAX_SELECTED = 5000
 @role_required("sender")
 def transfer():
     """Chuyển dữ liệu HĐ đến CQT for the selected invoices (the list's boxes, or one invoice)."""
-    ids = [int(x) for x in request.form.getlist("ids") if x.isdigit()][:MAX_SELECTED]
+    ids = ids_of(request.form.getlist("ids"), MAX_SELECTED)
     back = safe_target(request.form.get("next"), url_for("invoices.index"))
     if not ids:
         flash(_("Select the invoices whose data to transfer."), "error")
