@@ -97,11 +97,11 @@ def main() -> None:
             cold = wait_done(system, batch_id, n)
             floor, measured = render_floor(system, n, options.render_sample)
             # N more invoices, issued with Redis there: their PDFs are rendered ahead.
-            env = dict(system.env, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+            env = dict(system.env, REDIS_URL=system.redis_url)
             system.env, saved = env, system.env
             system.flask("demo", "seed", "--invoices", str(n))
             system.env = saved
-            queue = redis.Redis(port=redis_port)
+            queue = redis.Redis.from_url(system.redis_url)
             while queue.llen("rq:queue:portal-low"):
                 time.sleep(0.5)
             time.sleep(2)

@@ -41,7 +41,7 @@ def main() -> None:
     options = parser.parse_args()
     # Nothing seeded beforehand and no mail server given: exactly what `make run` starts.
     with System(0, None, {"WORKERS": options.workers}) as system:
-        client = redis.Redis.from_url(f"redis://127.0.0.1:{system.env['REDIS_PORT']}/0")
+        client = redis.Redis.from_url(system.redis_url)
         deadline = time.monotonic() + 300
         queues = [f"rq:queue:portal{suffix}" for suffix in ("", "-low", "-high")]
         while time.monotonic() < deadline and any(client.llen(q) for q in queues):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from portal.runtime import redis_server
+
 ROOT = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "bench", "bench-password-1"
 
@@ -123,6 +125,12 @@ class System:
         self.engine.dispose()
         if not self.keep:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+    @property
+    def redis_url(self) -> str:
+        """The embedded Redis's URL, with the password the launcher made in the instance."""
+        password = (self.folder / "redis_password").read_text().strip()
+        return redis_server.url_for(int(self.env["REDIS_PORT"]), password)
 
     def log_text(self) -> str:
         return (self.folder / "launcher.log").read_text()[-4000:]

@@ -15,18 +15,32 @@ def _bool(name: str, default: bool = False) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _instance_secret(instance: Path, name: str, make) -> str:
+    """Return the secret kept in instance/<name>, made once (0600 from its first byte)."""
+    path = instance / name
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    value = make()
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it meanwhile: use that one
+        return path.read_text().strip()
+    with os.fdopen(handle, "w") as out:
+        out.write(value)  # never readable by others, not even for a moment
+    return value
+
+
 def load_secret_key(instance: Path) -> str:
     """Return SECRET_KEY from the environment, else the one kept in instance/, made once."""
     if os.environ.get("SECRET_KEY"):
         return os.environ["SECRET_KEY"]
-    path = instance / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
-        out.write(key)  # never readable by others, not even for a moment
-    return key
+    return _instance_secret(instance, "secret_key", lambda: secrets.token_hex(32))
+
+
+def load_redis_password(instance: Path) -> str:
+    """Return the embedded Redis's password, kept in instance/redis_password, made once."""
+    return _instance_secret(instance, "redis_password", lambda: secrets.token_urlsafe(32))
 
 
 class Config:
@@ -109,6 +123,11 @@ class Config:
         self.TAX_LOOKUP_EVERY = int(os.environ.get("TAX_LOOKUP_EVERY", "300"))
         # No 999 this many minutes after the data went out raises an alarm.
         self.TAX_RECEIPT_ALARM_MINUTES = int(os.environ.get("TAX_RECEIPT_ALARM_MINUTES", "10"))
+        # One render of the seller's email template may produce this many characters per
+        # part, run its loops this many times in all and take this long (docs/decisions.md).
+        self.TEMPLATE_MAX_OUTPUT = int(os.environ.get("TEMPLATE_MAX_OUTPUT", "100000"))
+        self.TEMPLATE_MAX_ITERATIONS = int(os.environ.get("TEMPLATE_MAX_ITERATIONS", "10000"))
+        self.TEMPLATE_MAX_SECONDS = float(os.environ.get("TEMPLATE_MAX_SECONDS", "1"))
         self.PDF_FONT_DIR = str(ROOT / "static" / "fonts")
         self.TRUST_PROXY = _bool("TRUST_PROXY")
         self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))

@@ -1,6 +1,6 @@
 """`make run`: set up and start the whole system on embedded defaults, and keep it running.
 
-Starts the embedded Redis (unless REDIS_URL is set), the local mail catcher (unless
+Starts the embedded Redis with the password kept in instance/ (unless REDIS_URL is set), the local mail catcher (unless
 MAIL_SERVER is set) and the T-VAN sandbox (unless TVAN_ENDPOINT is set), runs `flask setup` (migrate, check fonts, load demo data once, point
 the mail settings at the catcher), then starts the worker pool and gunicorn. When one of
 them dies, it is started again (after 1 s, doubling up to 30 s while it keeps dying); the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from portal.config import INSTANCE, ROOT, load_secret_key
+from portal.config import INSTANCE, ROOT, load_redis_password, load_secret_key
 from portal.runtime import redis_server
 
 # A child that ran this long before dying is restarted at once; one that keeps dying waits.
@@ -136,13 +136,18 @@ def main() -> int:
             if not redis_server.port_is_free(redis_port):
                 redis_port = redis_server.free_port()
             folder = instance / "redis"
+            # A job in the queue runs code in a worker: only clients that know the password
+            # kept in instance/ (the web, the workers, the limiter, `flask setup`) may queue.
+            password = load_redis_password(instance)
             redis = Child(
-                "redis", lambda: redis_server.start(folder, redis_port, strict=True).process
-            )
+                "redis",
+                lambda: redis_server.start(folder, redis_port, strict=True, password=password).process,
+            )  # fmt: skip
             redis.launch()
             children.append(redis)
-            env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
-            print(f"Embedded Redis at {env['REDIS_URL']} (data in {folder})", flush=True)
+            env["REDIS_URL"] = redis_server.url_for(redis_port, password)
+            print(f"Embedded Redis at {redis_server.url_for(redis_port)} (data in {folder}, "
+                  f"password in {instance / 'redis_password'})", flush=True)  # fmt: skip
         if not env.get("MAIL_SERVER"):
             mail_port = int(env.get("MAIL_PORT", "1025"))
             if not redis_server.port_is_free(mail_port):

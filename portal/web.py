@@ -22,13 +22,29 @@ def ids_of(values: list[str], limit: int) -> list[int]:
 
 
 def init_app(app: Flask) -> None:
+    from portal.sending.templating import TemplateLimitError
+
     for code in (400, 403, 404, 429, 500):
         app.register_error_handler(code, _error_page)
+    app.register_error_handler(TemplateLimitError, _template_limit_page)
 
 
 def _error_page(error):
     code = getattr(error, "code", 500) or 500
     return render_template(f"errors/{code}.html", error=error), code
+
+
+def _template_limit_page(error):
+    """A preview of an email whose template goes over its limits for this invoice's data.
+
+    The template passed the check on its sample when saved; this invoice's values make it
+    too long (or too slow). Say so, as a send would, instead of a 500.
+    """
+    from portal.settings.service import limit_reason
+
+    htmx = getattr(request, "htmx", False)
+    page = "errors/_template_limit.html" if htmx else "errors/template_limit.html"
+    return render_template(page, reason=limit_reason(error)), 422
 
 
 def safe_target(target: str | None, fallback: str) -> str:

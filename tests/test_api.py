@@ -1,6 +1,7 @@
 """The JSON API: bearer tokens, validation, and numbers without gaps under concurrent requests."""
 
 import hashlib
+import io
 import json
 import threading
 import urllib.request
@@ -10,12 +11,16 @@ from urllib.error import HTTPError
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
+from portal.auth.views import create as create_user
 from portal.einvoice.signing import verify_xml
 from portal.einvoice.xml import parse_xml
 from portal.extensions import db
-from portal.models import ApiToken, Invoice
-from tests.conftest import LiveServer, make_app
+from portal.issuing.service import load_signer, seller_party, sign_document
+from portal.models import ApiToken, Invoice, Seller, User
+from tests.conftest import PASSWORD, LiveServer, login, make_app
+from tests.data.make_samples import base_document
 
 TODAY = datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
 SERIES = f"K{TODAY.year % 100:02d}TAA"  # what `flask demo seed` creates this year
@@ -222,3 +227,56 @@ def test_concurrent_requests_get_numbers_without_gaps_on_postgresql(postgres_app
     assert sorted(body["number"] for _, body in results) == list(range(1, 81))
     with postgres_app.app_context():
         assert db.session.query(Invoice).count() == 80
+
+
+def import_through_the_page(app, number: int) -> None:
+    """Import, as a sender on the import page, an invoice at `number` of SERIES.
+
+    Signed with the demo's own certificate, as an invoice issued by other software of the
+    same seller would be.
+    """
+    with app.app_context():
+        seller = db.session.scalar(db.select(Seller))
+        doc = base_document(number, series=SERIES, issued_on=TODAY, seller=seller_party(seller))
+        xml = sign_document(doc, load_signer(app))
+        if db.session.scalar(db.select(User).filter_by(username="clerk")) is None:
+            create_user("clerk", PASSWORD, "sender")
+    client = app.test_client()
+    login(client, "clerk")
+    answer = client.post(
+        "/import/", data={"files": [(io.BytesIO(xml), f"{number}.xml")]},
+        content_type="multipart/form-data",
+    )  # fmt: skip
+    assert answer.status_code == 200
+    with app.app_context():
+        stored = db.session.scalar(db.select(Invoice).filter_by(series=SERIES, number=number))
+        assert stored is not None and stored.source == "import"
+
+
+def test_an_imported_number_moves_the_series_counter_past_it(app, api):
+    import_through_the_page(app, 1)  # the series' next number
+    issued = api.post("/api/v1/invoices", json=BODY, headers=api.auth)
+    assert issued.status_code == 201, issued.get_json()
+    assert issued.get_json()["number"] == 2
+    import_through_the_page(app, 7)  # ahead of the counter: 3 to 6 stay free, in order
+    import_through_the_page(app, 4)  # behind it: the counter stays
+    numbers = [api.post("/api/v1/invoices", json=BODY, headers=api.auth) for _ in range(2)]
+    assert [(n.status_code, n.get_json()["number"]) for n in numbers] == [(201, 8), (201, 9)]
+
+
+def test_issuing_steps_over_a_number_already_stored(app, api):
+    # An invoice imported before the counter rule (or stored by other means) holds the
+    # series' next number: the API takes the next free one instead of answering 500.
+    import_through_the_page(app, 1)
+    import_through_the_page(app, 2)
+    with app.app_context():
+        db.session.execute(sa.text("UPDATE invoice_series SET next_number = 1"))
+        db.session.commit()
+    first, second = (api.post("/api/v1/invoices", json=BODY, headers=api.auth) for _ in range(2))
+    assert (first.status_code, first.get_json()["number"]) == (201, 3)
+    assert (second.status_code, second.get_json()["number"]) == (201, 4)
+    with app.app_context():
+        numbers = db.session.scalars(
+            db.select(Invoice.number).filter_by(series=SERIES).order_by(Invoice.number)
+        ).all()
+    assert numbers == [1, 2, 3, 4]

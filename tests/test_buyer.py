@@ -492,3 +492,41 @@ def test_lookups_by_the_qr_address_count_against_the_limit(tmp_path, migrated_db
     statuses = [client.get(f"/tra-cuu?code=GUESS{n:05d}").status_code for n in range(12)]
     assert statuses[:10] == [404] * 10 and statuses[-1] == 429
     assert client.get("/tra-cuu").status_code == 200  # the page itself is not a guess
+
+
+def test_the_open_image_keeps_one_open_per_delivery_a_minute(portal_app, smtp_server):
+    client = portal_app.test_client()
+    invoice_id, token = send(portal_app, smtp_server)
+    # A scanner's fetches right after delivery: one flagged open is kept.
+    for _ in range(3):
+        assert client.get(f"/hd/{token}/o.gif").mimetype == "image/gif"
+    backdate_delivery(portal_app, invoice_id, seconds=30)
+    # The buyer's own looks a few seconds later: still counted once, not hidden by the scan.
+    for _ in range(5):
+        answer = client.get(f"/hd/{token}/o.gif", headers={"User-Agent": PHONE})
+        assert answer.status_code == 200 and answer.mimetype == "image/gif"
+    assert events(portal_app, invoice_id) == [("email_opened", True), ("email_opened", False)]
+    with portal_app.app_context():
+        assert db.session.get(Invoice, invoice_id).received_kind == "email_opened"
+        # A minute on, the next look is an open of its own.
+        for event in db.session.scalars(db.select(ReceiptEvent).filter_by(invoice_id=invoice_id)):
+            event.at -= timedelta(seconds=61)
+        db.session.commit()
+    for _ in range(3):
+        client.get(f"/hd/{token}/o.gif", headers={"User-Agent": PHONE})
+    assert [flagged for _, flagged in events(portal_app, invoice_id)] == [True, False, False]
+
+
+def test_the_open_image_is_rate_limited(portal_app, smtp_server, tmp_path, migrated_db):
+    invoice_id, token = send(portal_app, smtp_server)
+    backdate_delivery(portal_app, invoice_id)
+    uri = portal_app.config["SQLALCHEMY_DATABASE_URI"]
+    (tmp_path / "limited").mkdir()
+    client = make_app(tmp_path / "limited", migrated_db, RATELIMIT_ENABLED=True,
+                      SQLALCHEMY_DATABASE_URI=uri).test_client()  # fmt: skip
+    statuses = [
+        client.get(f"/hd/{token}/o.gif", headers={"User-Agent": PHONE}).status_code
+        for _ in range(40)
+    ]
+    assert statuses[:30] == [200] * 30 and statuses[30:] == [429] * 10
+    assert events(portal_app, invoice_id) == [("email_opened", False)]

@@ -115,14 +115,15 @@ def test_the_series_year_must_match_the_issue_date(app, signer):
         assert db.session.get(InvoiceSeries, series_id).next_number == 1
 
 
-def test_a_number_already_taken_is_refused_without_consuming_it(app, signer):
+def test_a_number_already_taken_is_stepped_over(app, signer):
     with app.app_context():
         make_seller()
         series_id = add_series()
         make_invoice(series=SERIES, number=1, seller_tax_code="0101234567", issued_on=TODAY)
-        with pytest.raises(IssueError, match="already taken"):
-            issue_invoice(document(), series_id, signer)
-        assert db.session.get(InvoiceSeries, series_id).next_number == 1
+        db.session.get(InvoiceSeries, series_id).next_number = 1  # stored before the rule
+        db.session.commit()
+        assert issue_invoice(document(), series_id, signer).number == 2
+        assert db.session.get(InvoiceSeries, series_id).next_number == 3
 
 
 def test_nothing_is_issued_without_a_seller_or_an_active_series(app, signer):

@@ -6,9 +6,11 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 import redis
 
 from portal.runtime import redis_server
@@ -44,8 +46,12 @@ def alive(pid: int) -> bool:
 
 
 def test_embedded_redis_keeps_jobs_across_a_restart(tmp_path):
-    handle = redis_server.start(tmp_path / "redis", free_port())
+    handle = redis_server.start(tmp_path / "redis", free_port(), password="pass-word_1")
     try:
+        assert (tmp_path / "redis" / "redis.conf").stat().st_mode & 0o777 == 0o600
+        with redis.Redis.from_url(handle.url.replace(":pass-word_1@", "")) as stranger:
+            with pytest.raises(redis.AuthenticationError):
+                stranger.ping()
         with redis.Redis.from_url(handle.url) as client:
             config = client.config_get("*")
             assert config["appendonly"] == "yes" and config["appendfsync"] == "everysec"
@@ -56,7 +62,7 @@ def test_embedded_redis_keeps_jobs_across_a_restart(tmp_path):
         port = int(handle.url.rsplit(":", 1)[1].split("/")[0])
         handle.process.kill()  # not a clean shutdown
         handle.process.wait()
-        handle = redis_server.start(tmp_path / "redis", port)
+        handle = redis_server.start(tmp_path / "redis", port, password="pass-word_1")
         with redis.Redis.from_url(handle.url) as client:
             assert client.lrange("rq:queue:portal", 0, -1) == [b"job-1"]
     finally:
@@ -140,6 +146,24 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
         assert (instance / "portal.db").exists()
         assert (instance / "redis" / "redis.conf").exists()
         secret = (instance / "secret_key").read_text()
+        # The embedded Redis refuses a client without the password kept in instance/ (a
+        # job in its queue runs code in a worker), while the web and the workers use it.
+        conf = (instance / "redis" / "redis.conf").read_text()
+        redis_port = int(re.search(r"^port (\d+)$", conf, re.M).group(1))
+        password = (instance / "redis_password").read_text()
+        assert len(password) >= 32
+        for stranger in (redis.Redis(port=redis_port), redis.Redis(port=redis_port, password="x")):
+            with stranger, pytest.raises(redis.AuthenticationError):
+                stranger.lpush("rq:queue:portal", "job")
+        with redis.Redis(port=redis_port, password=password) as owner:
+            assert owner.llen("rq:queue:portal") == 0
+            wait_for(lambda: owner.scard("rq:workers") >= 1)  # the worker pool registered
+            # A buyer link counts against its rate limit in Redis, not in the web's memory.
+            with pytest.raises(urllib.error.HTTPError) as gone:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/hd/no-such-link", timeout=5)
+            assert gone.value.code == 404
+            gone.value.close()
+            assert owner.keys("LIMITS:LIMITER/*/buyer.page/*")
         second = subprocess.run(
             [sys.executable, "-m", "portal.launcher"], cwd=ROOT, capture_output=True, text=True,
             env=dict(os.environ, PORTAL_INSTANCE=str(instance), PORT=str(free_port())),
@@ -155,6 +179,7 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
         output = stop(launcher)
     assert launcher.returncode == 0, output
     assert f"http://127.0.0.1:{port}" in output
+    assert password not in output
     admin_login = re.search(r"admin / \S+ \(admin\)", output).group(0)
     assert admin_login != "admin / admin (admin)"
     assert (instance / "demo-logins.txt").stat().st_mode & 0o777 == 0o600
@@ -166,6 +191,7 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     launcher = start_launcher(instance, port, workers="2")
     try:
         assert (instance / "secret_key").read_text() == secret
+        assert (instance / "redis_password").read_text() == password
         started = children_of(launcher.pid)
         workers = {pid for pid in started if "worker.py" in cmdline(pid)}
         assert len(workers) == 3  # the supervisor and its two worker processes

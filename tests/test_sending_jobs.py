@@ -235,3 +235,25 @@ def test_the_send_writes_the_tax_submission_in_the_same_unit_of_work(mail_app):
         (submission,) = db.session.scalars(db.select(TaxSubmission)).all()
         assert (submission.invoice_id, submission.delivery_id) == (invoice_id, delivery_id)
         assert re.fullmatch(r"V0000000000[0-9A-F]{32}", submission.message.message_code)
+
+
+def test_a_template_over_its_limits_for_one_invoice_fails_that_send_with_the_reason(
+    mail_app, smtp_server
+):
+    # Saved through the settings page: on the sample invoice it stays within the limits.
+    from portal.auth.views import create as create_user
+    from tests.conftest import PASSWORD, login
+
+    with mail_app.app_context():
+        create_user("boss", PASSWORD, "admin")
+    admin = mail_app.test_client()
+    login(admin, "boss")
+    body = '{% if buyer_name == "Công ty Dài" %}{{ "x" * 9000000 }}{% endif %}Số {{ number }}'
+    data = {"subject": "HĐ {{ number }}", "body_text": body, "body_html": "<p>{{ number }}</p>"}
+    assert admin.post("/settings/email-template", data=data).status_code == 302
+    _, delivery_id = send_and_work(mail_app, buyer_name="Công ty Dài")
+    assert smtp_server.messages == []
+    with mail_app.app_context():
+        delivery = db.session.get(Delivery, delivery_id)
+        assert (delivery.status, delivery.error_kind) == ("failed", "template_limit")
+        assert delivery.attempts == 1  # not retried: it would go over again

@@ -3,7 +3,7 @@
 import pytest
 
 from portal.extensions import db
-from portal.models import Delivery, MailSettings
+from portal.models import Delivery, EmailTemplate, MailSettings
 from portal.runtime.queue import get_redis
 from tests.conftest import login
 from tests.factories import make_invoice
@@ -129,6 +129,25 @@ def test_preview_shows_the_email_as_it_will_go_out(sender):
         and ".xml (" in page
     )
     assert "Chị Lan" in page and "lan@x.vn" in page and "hoadon@anhduong.vn" in page
+
+
+def test_a_preview_over_the_template_limits_says_so_instead_of_failing(sender):
+    """Within its limits on the sample when saved, too long for this one buyer's invoice."""
+    body = '{% if buyer_name == "Công ty Dài" %}{{ "x" * 9000000 }}{% endif %}Số {{ number }}'
+    with sender.application.app_context():
+        db.session.add(EmailTemplate(key="invoice", subject="HĐ {{ number }}", body_text=body,
+                                     body_html="<p>{{ number }}</p>"))  # fmt: skip
+        db.session.commit()
+        long_one = make_invoice(buyer_name="Công ty Dài", buyer_email="dai@x.vn").id
+    for headers in (HTMX, {}):
+        answer = sender.get(f"/invoices/{long_one}/send/preview", headers=headers)
+        page = answer.get_data(as_text=True)
+        assert answer.status_code == 422 and "data-template-limit" in page
+        assert "mẫu email vượt giới hạn" in page and "ký tự" in page
+        assert ("<html" in page) == (headers == {})
+    # Other invoices preview as before.
+    other = sender.get(f"/invoices/{sender.invoice_id}/send/preview", headers=HTMX)
+    assert other.status_code == 200 and "Số " in other.get_data(as_text=True)
 
 
 def test_copy_link_gives_a_working_buyer_link_once(sender):

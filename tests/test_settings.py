@@ -383,3 +383,64 @@ def test_live_preview_in_the_browser(app, users, live_server, page):
     page.locator("#template-preview .field-error").wait_for()
     assert "secret_key" in page.locator("#template-preview").inner_text()
     assert errors == []
+
+
+# Each goes over one limit of a render (Config TEMPLATE_MAX_*), with the reason shown.
+OVER_THE_LIMITS = {
+    "9 MB at once": ('{{ "x" * 9000000 }}', "dài hơn 100.000 ký tự"),
+    "output of a loop": (
+        "{% for i in range(2000) %}{{ seller_name }} {{ amount_in_words }}{% endfor %}",
+        "dài hơn 100.000 ký tự",
+    ),
+    "a doubling string": (
+        '{% set a = "x" * 60000 %}{% set b = a ~ a %}{% set c = b ~ b %}{{ c }}',
+        "dài hơn 100.000 ký tự",
+    ),
+    "nested loops": (
+        "{% for i in range(1000) %}{% for j in range(1000) %}.{% endfor %}{% endfor %}",
+        "chạy tổng cộng hơn 10.000 lần",
+    ),
+    # 10,000 iterations within the output limit, each sorting 100,000 numbers: far more than
+    # a second on any machine, so the time limit stops it.
+    "time": (
+        "{% for i in range(10000) %}{{ range(100000)|list|sort|length }}{% endfor %}",
+        "mất hơn 1 giây",
+    ),
+    "a huge width": ('{{ "x"|center(1000000000) }}', "dùng một số quá lớn"),
+    "a huge format width": ('{{ "%1000000000s"|format(number) }}', "dùng một số quá lớn"),
+    "a macro": (
+        "{% macro f() %}{{ f() }}{{ f() }}{% endmacro %}{{ f() }}",
+        "{% macro %} ở dòng 1 không được dùng trong mẫu email",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", OVER_THE_LIMITS)
+def test_a_template_over_the_limits_is_refused_on_save_with_the_reason(app, admin, name):
+    body, reason = OVER_THE_LIMITS[name]
+    data = {"subject": "HĐ {{ number }}", "body_text": "Số {{ number }}", "body_html": body}
+    response = admin.post("/settings/email-template", data=data)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and reason in page and "Nội dung HTML" in page
+    preview = admin.post("/settings/email-template/preview", data=data).get_data(as_text=True)
+    assert reason in preview
+    with app.app_context():
+        assert db.session.scalar(db.select(EmailTemplate)) is None
+
+
+def test_the_limit_reasons_are_in_english_too(admin):
+    admin.post("/lang/en")
+    data = {"subject": "HĐ", "body_text": '{{ "x" * 9000000 }}', "body_html": "<p>x</p>"}
+    page = admin.post("/settings/email-template", data=data).get_data(as_text=True)
+    assert "Plain-text body: it renders more than 100,000 characters" in page
+
+
+def test_a_template_within_the_limits_with_loops_and_filters_is_saved(app, admin):
+    body = (
+        "{% for word in amount_in_words.split() %}{{ word|upper }} {% endfor %}"
+        "{{ seller_name|center(40) }} {{ '%08d'|format(7) }} {{ [buyer_name, number]|join(', ') }}"
+    )
+    data = {"subject": "HĐ {{ number }}", "body_text": body, "body_html": "<p>{{ total }}</p>"}
+    assert admin.post("/settings/email-template", data=data).status_code == 302
+    with app.app_context():
+        assert db.session.scalar(db.select(EmailTemplate)).body_text == body

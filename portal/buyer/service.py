@@ -43,6 +43,9 @@ def looks_automatic(agent: str) -> bool:
 
 # A request this soon after delivery is what mail scanners do; on its own it proves nothing.
 AUTOMATIC_WITHIN = timedelta(seconds=10)
+# The email-open image is fetched at every look at the email (and by anyone holding the
+# link): one open per delivery a minute is kept, and the rest are not written at all.
+OPEN_EVERY = timedelta(minutes=1)
 
 
 @dataclass
@@ -153,6 +156,12 @@ def record(invoice_id: int, delivery: Delivery | None, kind: str) -> ReceiptEven
         possibly_automatic=automatic,
     )
     with write():
+        if (
+            kind == "email_opened"
+            and delivery is not None
+            and _opened_lately(delivery, now, automatic)
+        ):
+            return None
         db.session.add(event)
         db.session.flush()
         projection.refresh([invoice_id])
@@ -282,6 +291,26 @@ def lookup_fingerprint() -> str:
 
 
 LOOKUP_PATH = "/tra-cuu"
+
+
+def _opened_lately(delivery: Delivery, now: datetime, automatic: bool) -> bool:
+    """Whether an open of this delivery was kept in the last minute that this one would repeat.
+
+    An open that counts is still kept after one flagged possibly automatic (a scanner's
+    fetch right after delivery must not hide the buyer's own open a few seconds later).
+    """
+    # Opens of one delivery are written one after another (the row lock on PostgreSQL;
+    # SQLite's writes are serial anyway), so two at once cannot both pass this check.
+    db.session.execute(db.select(Delivery.id).filter_by(id=delivery.id).with_for_update())
+    recent = db.select(ReceiptEvent.id).filter(
+        ReceiptEvent.invoice_id == delivery.invoice_id,  # the indexed column
+        ReceiptEvent.delivery_id == delivery.id,
+        ReceiptEvent.kind == "email_opened",
+        ReceiptEvent.at > now - OPEN_EVERY,
+    )
+    if not automatic:
+        recent = recent.filter(ReceiptEvent.possibly_automatic.is_(False))
+    return db.session.scalar(recent.limit(1)) is not None
 
 
 def link_expiry() -> datetime | None:

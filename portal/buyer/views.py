@@ -90,6 +90,7 @@ def file(token: str, kind: str):
 
 
 @bp.get("/hd/<token>/o.gif")
+@limiter.limit(LINK_LIMIT)
 def opened(token: str):
     """Record an email open (weak: mail apps and proxies fetch images by themselves)."""
     state = service.resolve(token)

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from flask_babel import gettext as _
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from portal.database import after_commit, write
@@ -173,10 +174,27 @@ def store_document(
         for s in doc.summaries
     ]
     _mark_related(doc)
+    move_series_past(doc.form, doc.series, doc.number)
     db.session.add(invoice)
     if flush:
         db.session.flush()
     return invoice
+
+
+def move_series_past(form: int, series: str, number: int) -> None:
+    """Move the series' counter past a number stored by other means (an import, say).
+
+    Done before the invoice's insert, inside the caller's write: on PostgreSQL the series
+    row is then locked first by both an import and an issue, so neither can take the
+    number the other is storing (docs/decisions.md, "Issuing").
+    """
+    db.session.execute(
+        text(
+            "UPDATE invoice_series SET next_number = :after "
+            "WHERE form = :form AND series = :series AND next_number < :after"
+        ),
+        {"after": number + 1, "form": form, "series": series},
+    )
 
 
 def _mark_related(doc: Document) -> None:

@@ -84,6 +84,25 @@ def next_number(series: InvoiceSeries | int) -> int:
     return number
 
 
+def next_free_number(series: InvoiceSeries, seller_tax_code: str) -> int:
+    """Take the series' next number that no stored invoice holds, inside the caller's write.
+
+    Imports move the counter past their numbers (importing.service.move_series_past); an
+    invoice stored before that rule, or by other means, is stepped over rather than
+    answered with a collision. The numbers stepped over are used, so nothing is skipped.
+    """
+    while True:
+        number = next_number(series)
+        taken = db.session.scalar(
+            db.select(Invoice.id).filter_by(
+                seller_tax_code=seller_tax_code, form=series.form, series=series.series,
+                number=number,
+            )
+        )  # fmt: skip
+        if taken is None:
+            return number
+
+
 def series_year_problem(series: str, issued_on: date) -> str:
     """Return why the series' year does not fit the issue date, or ""."""
     if series[1:3] != f"{issued_on.year % 100:02d}":
@@ -123,16 +142,17 @@ def issue_invoice(doc: Document, series_id: int, signer: Signer, source: str = "
             problem = series_year_problem(series.series, doc.issued_on)
             if problem:
                 raise IssueError(problem)
-            doc.number = next_number(series)
+            doc.number = next_free_number(series, seller.tax_code)
             doc.seller = seller_party(seller)
             doc.lookup_code = doc.lookup_code or new_lookup_code()
             xml = sign_document(doc, signer, datetime.now(UTC))
             invoice = store_document(doc, xml, source)
             after_commit(lambda: render_ahead([invoice.id]))
     except IntegrityError as error:
-        # An imported invoice already holds this number: say so instead of failing with a 500.
+        # Another writer stored this number after our check (an import on a database that
+        # let it through): say so, and the next call takes the next free number.
         raise IssueError(
             f"number {doc.number} of {doc.form}{doc.series} is already taken by another invoice;"
-            " move the series' next number past it"
+            " send the request again: it takes the next free number"
         ) from error
     return invoice

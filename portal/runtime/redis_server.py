@@ -2,9 +2,12 @@
 
 Configured the way docs/stack.md ("RQ and Redis") measured safe: an append-only file synced every second (a
 killed Redis loses at most a second of queued jobs, and the database keeps the rest) and
-`noeviction` (a full Redis refuses writes instead of silently dropping jobs).
+`noeviction` (a full Redis refuses writes instead of silently dropping jobs). Given a
+password, it refuses every client that does not authenticate: a job in its queue runs code
+in a worker, so no other local process may put one there (docs/decisions.md, "Running").
 """
 
+import os
 import shutil
 import socket
 import subprocess
@@ -12,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -43,6 +47,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def url_for(port: int, password: str | None = None) -> str:
+    """The redis:// URL of a local Redis on `port`, with its password when it has one."""
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{port}/0"
+
+
 @dataclass
 class RedisHandle:
     process: subprocess.Popen
@@ -58,11 +68,14 @@ class RedisHandle:
                 self.process.wait()
 
 
-def start(folder: Path, port: int | None = None, strict: bool = False) -> RedisHandle:
+def start(
+    folder: Path, port: int | None = None, strict: bool = False, password: str | None = None
+) -> RedisHandle:
     """Start redis-server with its data in `folder` and wait until it answers.
 
     A busy port is swapped for a free one, unless `strict` (a restart must come back where
-    its clients look for it): then it is an error.
+    its clients look for it): then it is an error. With `password`, clients must give it
+    (the returned URL carries it).
     """
     folder.mkdir(parents=True, exist_ok=True)
     if port is not None and strict and not port_is_free(port):
@@ -70,28 +83,30 @@ def start(folder: Path, port: int | None = None, strict: bool = False) -> RedisH
     if port is None or not port_is_free(port):
         port = free_port()
     config = folder / "redis.conf"
-    config.write_text(
-        "\n".join(
-            [
-                "bind 127.0.0.1",
-                f"port {port}",
-                "protected-mode yes",
-                f"dir {folder}",
-                "appendonly yes",
-                "appendfsync everysec",
-                'save ""',
-                "maxmemory-policy noeviction",
-                f"logfile {folder / 'redis.log'}",
-                "",
-            ]
-        )
-    )
+    lines = [
+        "bind 127.0.0.1",
+        f"port {port}",
+        "protected-mode yes",
+        f"dir {folder}",
+        "appendonly yes",
+        "appendfsync everysec",
+        'save ""',
+        "maxmemory-policy noeviction",
+        f"logfile {folder / 'redis.log'}",
+    ]
+    if password:
+        lines.append(f"requirepass {password}")
+    # The file holds the password: its owner's only, from its first byte.
+    handle = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(handle, 0o600)
+    with os.fdopen(handle, "w") as out:
+        out.write("\n".join(lines) + "\n")
     # Its own session: Ctrl-C reaches the launcher, which stops Redis last, after the
     # processes that use it.
     process = subprocess.Popen(
         [binary(), str(config)], stdout=subprocess.DEVNULL, start_new_session=True
     )
-    url = f"redis://127.0.0.1:{port}/0"
+    url = url_for(port, password)
     client = redis.Redis.from_url(url)
     # Loading a large append-only file takes a while (Redis answers LOADING meanwhile).
     deadline = time.monotonic() + 120

@@ -29,6 +29,10 @@ REASONS = {
         "Ask the buyer before sending again."
     ),
     "no_settings": _l("The invoice email settings are missing."),
+    "template_limit": _l(
+        "The email template went over its limits for this invoice (too long, too many loop "
+        "runs or too slow). Correct it in the email template settings and send again."
+    ),
     "bad_header": _l("The email had an invalid header and was not sent."),
     "internal": _l(
         "The email could not be prepared because of an error on our side; it is tried again "
@@ -49,7 +53,10 @@ REASONS = {
 }
 
 # Failures on our side: what follows the sentence is our own detail, not the mail server's.
-OURS = {"internal", "database_busy", "worker_stopped", "aborted", "no_settings", "tax_rejected"}
+OURS = {
+    "internal", "database_busy", "worker_stopped", "aborted", "no_settings", "tax_rejected",
+    "template_limit",
+}  # fmt: skip
 
 # After the data went out, a stopped worker leaves the outcome open.
 UNKNOWN_REASONS = {

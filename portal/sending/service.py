@@ -123,6 +123,7 @@ def render_invoice_email(
         template.body_text,
         template.body_html,
         template_variables(invoice, recipient_name, link),
+        templating.Limits.from_config(current_app.config),
     )
 
 
@@ -257,7 +258,12 @@ def perform_delivery(delivery_id: int, held: outbox.Claim) -> outbox.Outcome:
     token, token_hash = new_link_token()
     message_id = mailer.new_message_id(smtp.sender_email)
     link = buyer_link(token)
-    rendered = render_invoice_email(invoice, delivery.recipient_name, link)
+    try:
+        rendered = render_invoice_email(invoice, delivery.recipient_name, link)
+    except templating.TemplateLimitError as error:
+        # Checked on the sample when saved, yet over a limit for this invoice's data: trying
+        # again would do the same (docs/decisions.md, "Settings").
+        return outbox.Outcome.permanent("template_limit", None, str(error))
     # The open signal: a weak one, since mail apps and proxies fetch images by themselves.
     html = rendered.html + f'<img src="{link}/o.gif" width="1" height="1" alt="">'
     message = mailer.build_message(

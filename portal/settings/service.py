@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 
 from flask import current_app
+from flask_babel import format_decimal
 from flask_babel import gettext as _
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -168,7 +169,9 @@ def template_problems(subject: str, text: str, html: str) -> list[str]:
         try:
             templating.check_template(source, html=is_html)
         except templating.TemplateError as error:
-            if error.unknown:
+            if error.refused:
+                problems.append(f"{label}: " + _refused(error.refused, error.line))
+            elif error.unknown:
                 lines = _variable_lines(source, error.unknown)
                 problems += [
                     f"{label}: "
@@ -193,6 +196,28 @@ def template_problems(subject: str, text: str, html: str) -> list[str]:
     except TemplateRenderError as error:
         problems.append(error.describe())
     return problems
+
+
+def _refused(tag: str, line: int | None) -> str:
+    what = {"macro": "{% macro %}", "call": "{% call %}"}.get(tag) or _("a recursive loop")
+    return _("%(what)s on line %(line)s is not allowed in an email template.", what=what, line=line)
+
+
+def limit_reason(error: templating.TemplateLimitError) -> str:
+    """Say which limit a template went over, in the seller's words."""
+    if error.kind == "output":
+        return _(
+            "it renders more than %(limit)s characters; an email must stay shorter.",
+            limit=format_decimal(error.limit),
+        )
+    if error.kind == "iterations":
+        return _(
+            "its loops run more than %(limit)s times in all.",
+            limit=format_decimal(error.limit),
+        )
+    if error.kind == "time":
+        return _("it takes longer than %(limit)s s to render.", limit=format_decimal(error.limit))
+    return _("it uses a number too large for an email (a width, a repeat count or a power).")
 
 
 def _variable_lines(source: str, names: list[str]) -> dict[str, int]:
@@ -221,6 +246,7 @@ class TemplateRenderError(Exception):
 def render_sample(subject: str, text: str, html: str) -> templating.RenderedEmail:
     """Render the given template against the newest invoice, else built-in sample values."""
     variables = sample_variables()
+    limits = templating.Limits.from_config(current_app.config)
     sources = {"subject": subject, "text": text, "html": html}
     labels = {"subject": _("Subject"), "text": _("Plain-text body"), "html": _("HTML body")}
     rendered = {}
@@ -228,7 +254,11 @@ def render_sample(subject: str, text: str, html: str) -> templating.RenderedEmai
         # Render each part alone, so that an error names the part that failed.
         only = {key: (value if key == part else "") for key, value in sources.items()}
         try:
-            result = templating.render_email(only["subject"], only["text"], only["html"], variables)
+            result = templating.render_email(
+                only["subject"], only["text"], only["html"], variables, limits
+            )
+        except templating.TemplateLimitError as error:
+            raise TemplateRenderError(label, None, limit_reason(error)) from error
         # Seller-written code may raise anything the sandbox lets through (TypeError,
         # ZeroDivisionError, SecurityError, UndefinedError...): report it, never a 500.
         except Exception as error:  # noqa: BLE001
