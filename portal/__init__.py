@@ -26,6 +26,7 @@ def create_app(test_config: dict | None = None):
 
     from portal import database, i18n, security, statuses, web
     from portal.api import views as api
+    from portal.audit import views as audit
     from portal.auth import views as auth
     from portal.bulk import views as bulk
     from portal.buyer import views as buyer
@@ -65,6 +66,7 @@ def create_app(test_config: dict | None = None):
     app.register_blueprint(buyer.bp)
     app.register_blueprint(settings.bp)
     app.register_blueprint(mailbox.bp)
+    audit.init_app(app)
     demo.init_app(app)
     outbox.init_app(app)
     runtime.init_app(app)

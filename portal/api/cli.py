@@ -6,6 +6,7 @@ import secrets
 import click
 from flask.cli import AppGroup
 
+from portal import audit
 from portal.database import write
 from portal.extensions import db
 from portal.models import ApiToken
@@ -22,7 +23,9 @@ def create_token(name: str) -> str:
     """Create and commit a token; only its hash is kept, so this is the one time it is seen."""
     token = secrets.token_urlsafe(32)
     with write():
-        db.session.add(ApiToken(name=name, token_hash=hash_token(token)))
+        row = ApiToken(name=name, token_hash=hash_token(token))
+        db.session.add(row)
+        audit.record("api_token.created", target=row)
     return token
 
 
@@ -41,4 +44,5 @@ def revoke_command(name: str):
         rows = db.session.scalars(db.select(ApiToken).filter_by(name=name, revoked=False)).all()
         for row in rows:
             row.revoked = True
+            audit.record("api_token.revoked", target=row)
     click.echo(f"Revoked {len(rows)} token(s) named {name}.")

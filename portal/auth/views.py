@@ -12,6 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired
 
+from portal import audit
 from portal.database import write
 from portal.extensions import db, limiter, login_manager
 from portal.inputs import CheckedForm
@@ -87,8 +88,12 @@ def login():
         # The same hashing work for an unknown user as for a known one.
         hashed = user.password_hash if user else _dummy_hash()
         if check_password_hash(hashed, form.password.data) and user and user.active:
+            audit.record("auth.login", user=user)
             login_user(user)
             return redirect(safe_target(request.args.get("next"), url_for("invoices.index")))
+        # The user tried, if the name is one (filtering by that user shows the attempts).
+        audit.record("auth.login_failed", user=user,
+                     details={"username": form.username.data[:80]})  # fmt: skip
         flash(_("Wrong username or password."), "error")
     return render_template("auth/login.html", form=form)
 
@@ -100,6 +105,7 @@ def logout():
     with write():
         user = db.session.get(User, current_user.id)
         user.session_version += 1
+        audit.record("auth.logout", user=user)
     logout_user()
     return redirect(url_for("auth.login"))
 
@@ -126,6 +132,7 @@ def create(username: str, password: str, role: str = "sender", name: str = "") -
         user = User(username=username, role=role, name=name or username)
         user.set_password(password)
         db.session.add(user)
+        audit.record("user.created", target=user, details={"role": role})
     return user
 
 

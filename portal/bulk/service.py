@@ -20,6 +20,7 @@ from functools import lru_cache
 from flask import current_app
 from sqlalchemy import exists, func, insert, select, update
 
+from portal import audit
 from portal.database import after_commit, write
 from portal.extensions import db
 from portal.inputs import recipients_error, text_error
@@ -428,6 +429,9 @@ def start(batch_id: int, user_id: int) -> Started:
         batch.started_at = now
         batch.started_by_id = user_id
         batch.total = len(going)
+        audit.record("batch.started", target=batch,
+                     details={"count": len(going), "in_flight": len(in_flight),
+                              "without_address": len(ids) - len(going) - len(in_flight)})  # fmt: skip
         after_commit(lambda: enqueue_calls(HIGH, "portal.bulk.service.launch", [(batch.id,)]))
     return Started(batch, len(going), len(in_flight), len(ids) - len(going) - len(in_flight))
 
@@ -472,6 +476,7 @@ def pause(batch_id: int, reason: str = "", user_id: int | None = None) -> None:
         batch.pause_reason = reason
         held = _set_status(batch.id, (OutboxStatus.QUEUED, OutboxStatus.RETRYING),
                            OutboxStatus.HELD)  # fmt: skip
+        audit.record("batch.paused", target=batch, details={"held": held})
         log.info("batch %s paused (%s): %d held", batch_id, reason or "by the seller", held)
 
 
@@ -487,6 +492,7 @@ def resume(batch_id: int) -> None:
         ids = list(db.session.scalars(select(Delivery.id).where(
             Delivery.batch_id == batch.id, Delivery.status == OutboxStatus.HELD)))  # fmt: skip
         _set_status(batch.id, (OutboxStatus.HELD,), OutboxStatus.QUEUED)
+        audit.record("batch.resumed", target=batch, details={"count": len(ids)})
         outbox.enqueue_after_commit(DELIVERIES, ids)
 
 
@@ -498,8 +504,12 @@ def cancel(batch_id: int) -> None:
             return
         batch.status = BatchStatus.CANCELLED
         batch.finished_at = utcnow()
-        _set_status(batch.id, (OutboxStatus.QUEUED, OutboxStatus.RETRYING, OutboxStatus.HELD),
-                    OutboxStatus.CANCELLED)  # fmt: skip
+        cancelled = _set_status(
+            batch.id,
+            (OutboxStatus.QUEUED, OutboxStatus.RETRYING, OutboxStatus.HELD),
+            OutboxStatus.CANCELLED,
+        )
+        audit.record("batch.cancelled", target=batch, details={"count": cancelled})
 
 
 def retry_failed(batch_id: int, user_id: int) -> int:
@@ -530,6 +540,8 @@ def retry_failed(batch_id: int, user_id: int) -> int:
         db.session.flush()
         batch.status, batch.finished_at, batch.pause_reason = BatchStatus.RUNNING, None, ""
         projection.refresh([d.invoice_id for d in made])
+        audit.record("batch.retried_failed", target=batch,
+                     details={"count": len(made), "busy": len(busy)})  # fmt: skip
         outbox.enqueue_after_commit(DELIVERIES, [d.id for d in made])
     return len(made)
 
@@ -644,17 +656,22 @@ def check_failures(delivery: Delivery) -> None:
     ))  # fmt: skip
     failed = sum(1 for s in last if s == OutboxStatus.FAILED)
     streak = next((n for n, s in enumerate(last) if s != OutboxStatus.FAILED), len(last))
-    reason = ""
+    reason, why = "", {}
     if streak >= in_a_row:
         reason = _("%(count)s sends failed in a row", count=streak)
+        why = {"automatic": "in_a_row", "count": streak}
     elif len(last) >= window and failed * 3 >= len(last):
         reason = _("%(failed)s of the last %(count)s sends failed", failed=failed, count=len(last))
+        why = {"automatic": "window", "failed": failed, "count": len(last)}
     if reason:
         batch = db.session.get(Batch, delivery.batch_id)
         if batch is not None and batch.status == BatchStatus.RUNNING:
             batch.status = BatchStatus.PAUSED
             batch.pause_reason = reason + ": " + (delivery.error_kind or "")
-            _set_status(batch.id, (OutboxStatus.QUEUED, OutboxStatus.RETRYING), OutboxStatus.HELD)
+            held = _set_status(batch.id, (OutboxStatus.QUEUED, OutboxStatus.RETRYING),
+                               OutboxStatus.HELD)  # fmt: skip
+            audit.record("batch.paused", target=batch, user=None,
+                         details={**why, "error_kind": delivery.error_kind or "", "held": held})  # fmt: skip
 
 
 def batches(limit: int = 50) -> list[Batch]:

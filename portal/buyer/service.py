@@ -10,6 +10,7 @@ import segno
 from flask import current_app, request
 from flask_login import current_user
 
+from portal import audit
 from portal.database import write
 from portal.extensions import db
 from portal.invoices import projection
@@ -119,6 +120,8 @@ def turn_off(delivery_id: int) -> Delivery | None:
         delivery = db.session.get(Delivery, delivery_id)
         if delivery is not None and delivery.revoked_at is None:
             delivery.revoked_at = utcnow()
+            audit.record("link.revoked", target=delivery.invoice,
+                         details={"delivery_id": delivery.id})  # fmt: skip
     return delivery
 
 

@@ -13,6 +13,7 @@ from flask_babel import gettext as _
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from portal import audit
 from portal.database import after_commit, write
 from portal.einvoice.document import Document
 from portal.einvoice.signing import SignatureError, verify_xml
@@ -377,6 +378,7 @@ def _import_one(result: FileResult, xml: bytes, seller: Seller) -> None:
         with write():
             doc, warnings = _check(xml, seller)
             invoice = store_document(doc, xml, source="import", warnings=warnings)
+            audit.record("invoice.imported", target=invoice, details={"file": result.name})
             after_commit(lambda: render_ahead([invoice.id]))
     except ImportRefused as exc:
         result.errors.extend(exc.reasons)

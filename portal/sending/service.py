@@ -10,6 +10,7 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
+from portal import audit
 from portal.database import write
 from portal.extensions import db
 from portal.i18n import format_date, format_money
@@ -201,6 +202,9 @@ def queue_delivery(
         active = active_delivery(invoice_id)
         if active is not None:
             return QueueResult(active, created=False)
+        sent_before = db.session.scalar(
+            db.select(Delivery.id).filter_by(invoice_id=invoice_id).limit(1)
+        )
         # The seller may have chosen that emails wait for the tax authority's acceptance.
         held = method == "email" and waits_for_acceptance(invoice_id)
         delivery = Delivery(
@@ -226,6 +230,10 @@ def queue_delivery(
                 db.session.add(delivery)
         except IntegrityError:
             return QueueResult(active_delivery(invoice_id), created=False)
+        audit.record("invoice.resent" if sent_before else "invoice.sent", target=invoice,
+                     details={"delivery_id": delivery.id, "method": method,
+                              "to": delivery.to_addresses, "cc": delivery.cc_addresses,
+                              "bcc": delivery.bcc_addresses})  # fmt: skip
         ensure_submission(invoice.id, delivery.id, user_id)
         projection.refresh([invoice.id])
         if method == "email" and not held:

@@ -11,6 +11,7 @@ from flask_babel import gettext as _
 from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from portal import audit
 from portal.database import write
 from portal.extensions import db
 from portal.models import EmailTemplate, Invoice, MailSettings
@@ -99,6 +100,8 @@ def save_mail_settings(values: MailValues) -> MailSettings:
             settings.password_encrypted = ""
         elif values.password:
             settings.password_encrypted = encrypt(values.password)
+        audit.record("settings.changed", target=settings,
+                     details={"section": "email", "changes": audit.changes(settings)})  # fmt: skip
         settings.updated_at = utcnow()
     return settings
 
@@ -298,6 +301,8 @@ def save_template(subject: str, text: str, html: str) -> EmailTemplate:
             row = EmailTemplate(key="invoice")
             db.session.add(row)
         row.subject, row.body_text, row.body_html = subject, text, html
+        audit.record("settings.changed", target=row,
+                     details={"section": "email_template", "changes": audit.changes(row)})  # fmt: skip
         row.updated_at = utcnow()
     return row
 
@@ -306,3 +311,5 @@ def restore_default_template() -> None:
     """Drop the seller's template, so the built-in one is used again."""
     with write():
         db.session.execute(db.delete(EmailTemplate).filter_by(key="invoice"))
+        audit.record("settings.changed", target=("email_template", None, ""),
+                     details={"section": "email_template", "restored_default": True})  # fmt: skip

@@ -3,6 +3,7 @@
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
+from portal import audit
 from portal.auth.views import role_required
 from portal.database import write
 from portal.extensions import db
@@ -122,6 +123,8 @@ def company():
                 seller = Seller(name="", tax_code="")
                 db.session.add(seller)
             form.populate_obj(seller)
+            audit.record("settings.changed", target=seller,
+                         details={"section": "company", "changes": audit.changes(seller)})  # fmt: skip
         flash(_("Company profile saved."))
         return redirect(url_for("settings.company"))
     return render_template("settings/company.html", form=form, seller=seller)
@@ -140,7 +143,10 @@ def series():
                 )
             )
             if not exists:
-                db.session.add(InvoiceSeries(form=int(form.form.data), series=form.series.data))
+                row = InvoiceSeries(form=int(form.form.data), series=form.series.data)
+                db.session.add(row)
+                audit.record("settings.changed", target=row,
+                             details={"section": "series", "changes": audit.changes(row)})  # fmt: skip
         if exists:
             form.series.errors.append(_("This series exists already."))
         else:

@@ -21,6 +21,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, undefer
 
+from portal import audit
 from portal.database import write
 from portal.einvoice import tdiep
 from portal.extensions import db
@@ -116,6 +117,8 @@ def save_tax_settings(values: TaxValues) -> TaxSettings:
         settings.sender_code = values.sender_code
         settings.wait_for_acceptance = values.wait_for_acceptance
         settings.holidays = values.holidays
+        audit.record("settings.changed", target=settings,
+                     details={"section": "tax", "changes": audit.changes(settings)})  # fmt: skip
         settings.updated_at = utcnow()
     return settings
 
@@ -366,6 +369,13 @@ def transfer(invoice_ids: list[int], user_id: int | None) -> TransferResult:
             )  # fmt: skip
             refresh_for_messages(list(retry))
             outbox.enqueue_after_commit(TAX, list(retry))
+        unique = list(dict.fromkeys(invoice_ids))
+        one = db.session.get(Invoice, unique[0]) if len(unique) == 1 else None
+        audit.record("tax.transferred", target=one, details={
+            "count": len(unique), "invoice_ids": unique[:100], "queued": result.queued,
+            "retried": result.retried, "in_progress": result.in_progress,
+            "accepted": result.accepted, "rejected": result.rejected,
+        })  # fmt: skip
     return result
 
 
