@@ -539,3 +539,74 @@ class ReceiptEvent(db.Model):
     ip: Mapped[str] = mapped_column(String(64), default="")
     user_agent: Mapped[str] = mapped_column(String(500), default="")
     possibly_automatic: Mapped[bool] = mapped_column(default=False)
+
+
+class SigningCertificate(db.Model):
+    """A certificate registered as the seller's (Chữ ký số): only its signatures count.
+
+    With a key (from a PKCS#12 file, or the demo's) it signs the invoices the portal issues;
+    without one it vouches for invoices other software signed. The key is encrypted with a
+    key derived from SECRET_KEY (portal/certificates/service.py).
+    """
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # SHA-256 of the DER bytes: how an imported file's embedded certificate is recognised.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    tax_code: Mapped[str] = mapped_column(String(14))
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    serial: Mapped[str] = mapped_column(String(80))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    key_encrypted: Mapped[str] = mapped_column(Text, default="")
+    # p12, certificate (uploaded alone), approved (from a pending import), demo.
+    source: Mapped[str] = mapped_column(String(16))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def can_sign(self) -> bool:
+        return bool(self.key_encrypted)
+
+    @property
+    def audit_label(self) -> str:
+        return f"{self.serial} (MST {self.tax_code})"
+
+
+class PendingImport(db.Model):
+    """An imported file signed by a certificate nobody registered: it waits for an admin."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(400))
+    xml: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    xml_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # The invoice as the file tells it, for the list.
+    form: Mapped[int]
+    series: Mapped[str] = mapped_column(String(6))
+    number: Mapped[int]
+    issued_on: Mapped[date]
+    buyer_name: Mapped[str] = mapped_column(String(400), default="")
+    total_amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3), default="VND")
+    related_info: Mapped[str] = mapped_column(Text, default="")
+    # The signer's certificate, what approving would register.
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    tax_code: Mapped[str] = mapped_column(String(14))
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    serial: Mapped[str] = mapped_column(String(80))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    signing_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def series_label(self) -> str:
+        return f"{self.form}{self.series}"
+
+    @property
+    def number_label(self) -> str:
+        return f"{self.number:08d}"

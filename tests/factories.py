@@ -145,3 +145,18 @@ def make_signed_invoice(
     with write():
         invoice = store_document(doc, xml, "test")
     return invoice
+
+
+def make_pending_import(number: int | None = None, tax_code: str = "0101234567"):
+    """Import a file signed by a certificate nobody registered: it waits for approval."""
+    from datetime import UTC, datetime
+
+    from portal.importing.service import import_files
+    from portal.issuing.service import sign_document
+
+    doc = signed_document(number or next(_numbers), tax_code)
+    xml = sign_document(doc, test_signer(tax_code), datetime.now(UTC))
+    seller = db.session.scalar(db.select(Seller).filter_by(tax_code=tax_code))
+    [result] = import_files([("pending.xml", xml)], seller).results
+    assert result.waiting, result.errors
+    return result.pending_id

@@ -238,7 +238,7 @@ def import_through_the_page(app, number: int) -> None:
     with app.app_context():
         seller = db.session.scalar(db.select(Seller))
         doc = base_document(number, series=SERIES, issued_on=TODAY, seller=seller_party(seller))
-        xml = sign_document(doc, load_signer(app))
+        xml = sign_document(doc, load_signer())
         if db.session.scalar(db.select(User).filter_by(username="clerk")) is None:
             create_user("clerk", PASSWORD, "sender")
     client = app.test_client()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from portal.certificates.service import register_certificate
+from portal.einvoice.signing import sign_xml
 from portal.einvoice.xml import build_xml, parse_xml
 from portal.extensions import db
 from portal.importing.service import LOOKUP_ALPHABET, MAX_FILE_BYTES, import_files, store_document
@@ -37,6 +39,8 @@ def seller_app(app):
     with app.app_context():
         db.session.add(Seller(name=SELLER_NAME, tax_code=SELLER_TAX_CODE))
         db.session.commit()
+        # The samples' signer is the seller's registered certificate (issue 10: only those count).
+        register_certificate((DATA / "seller_cert.pem").read_bytes(), None)
     return app
 
 
@@ -199,12 +203,17 @@ def test_store_document_generates_a_lookup_code_and_leaves_the_commit_to_the_cal
         assert db.session.scalar(db.select(db.func.count(Invoice.id))) == 0
 
 
-def test_store_document_marks_the_invoice_a_replacement_replaces(app):
-    with app.app_context():
-        original = store_document(base_document(3), build_xml(base_document(3)), source="api")
+def test_store_document_marks_the_invoice_a_replacement_replaces(seller_app):
+    key, cert = (DATA / "seller_key.pem").read_bytes(), (DATA / "seller_cert.pem").read_bytes()
+    with seller_app.app_context():
+        first = base_document(3)
+        original = store_document(first, sign_xml(build_xml(first), key, cert), source="api")
         replacement = base_document(4)
-        replacement.related_info = "TCHDon=1\nKHMSHDCLQuan=1\nKHHDCLQuan=K26TAA\nSHDCLQuan=3"
-        new = store_document(replacement, build_xml(replacement), source="api")
+        # The whole identity of the replaced invoice, its date included (issue 10).
+        replacement.related_info = (
+            "TCHDon=1\nKHMSHDCLQuan=1\nKHHDCLQuan=K26TAA\nSHDCLQuan=3\nNLHDCLQuan=2026-01-05"
+        )
+        new = store_document(replacement, sign_xml(build_xml(replacement), key, cert), source="api")
         db.session.commit()
         assert original.state == "replaced" and new.state == "issued"
         assert parse_xml(new.xml).related_info == replacement.related_info

@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from portal.certificates.service import certificates
 from portal.database import write
 from portal.einvoice.document import Document, Line, Party
 from portal.einvoice.signing import SignatureError, make_certificate, verify_xml
@@ -148,7 +149,9 @@ def test_demo_signer_is_made_once_for_the_sellers_tax_code(app, tmp_path):
         key_path = tmp_path / "signing" / "key.pem"
         assert key_path.read_bytes() == made.key_pem
         assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
-        assert ensure_demo_signer(seller) == made == load_signer(app)
+        # Registered once, as the certificate that signs.
+        assert ensure_demo_signer(seller) == made == load_signer()
+        assert [row.source for row in certificates()] == ["demo"]
         seller_id = add_series()
         invoice = issue_invoice(document(), seller_id, made)
         assert verify_xml(invoice.xml).tax_code == "0312678945"
@@ -160,4 +163,7 @@ def test_configured_key_and_certificate_paths_win(app, tmp_path, signer):
     app.config.update(SIGNING_KEY_PATH=str(tmp_path / "k.pem"))
     app.config.update(SIGNING_CERT_PATH=str(tmp_path / "c.pem"))
     with app.app_context():
-        assert load_signer() == signer
+        seller = make_seller()
+        with pytest.raises(IssueError, match="no signing certificate is registered"):
+            load_signer()  # files alone do not sign: only a registered certificate does
+        assert ensure_demo_signer(seller) == signer == load_signer()

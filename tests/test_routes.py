@@ -6,12 +6,14 @@ import time
 import pytest
 
 from portal.bulk import service as bulk
+from portal.certificates.service import register_certificate
+from portal.einvoice.signing import make_certificate
 from portal.extensions import db
 from portal.invoices import service as listing
 from portal.models import Delivery, MailSettings, User
 from portal.sending import mailer, service
 from tests.conftest import PASSWORD, login, make_app
-from tests.factories import make_invoice, make_seller
+from tests.factories import make_invoice, make_pending_import, make_seller
 
 ROLES = ("admin", "sender", "viewer")
 
@@ -28,11 +30,15 @@ def world(tmp_path, migrated_db, redis_url):
     with app.app_context():
         for role in ROLES:
             create(role, PASSWORD, role)
-        make_seller()
+        seller = make_seller()
         db.session.add(MailSettings(host="127.0.0.1", port=2525, security="none",
                                     sender_email="hoadon@anhduong.vn"))  # fmt: skip
         db.session.commit()
         invoice_id = make_invoice().id
+        pending_id = make_pending_import()
+        certificate_id = register_certificate(
+            make_certificate(seller.tax_code, seller.name)[1], None
+        ).id
         recipients = service.parse_recipients("An", "an@example.com")
         delivery_id = service.queue_delivery(invoice_id, None, recipients).delivery.id
         link = service.queue_delivery(make_invoice().id, None, recipients, method="link").link
@@ -67,6 +73,8 @@ def world(tmp_path, migrated_db, redis_url):
         "provider": "sandbox",
         "exchange_id": "1",
         "batch_id": str(batch_id),
+        "pending_id": str(pending_id),
+        "certificate_id": str(certificate_id),
     }
     return app, values
 
@@ -112,7 +120,8 @@ def test_every_get_as_every_role_answers_without_a_server_error(world, role):
         assert {"invoices.show", "invoices.file", "sending.dialog", "sending.preview",
                 "mailbox.show", "mailbox.attachment", "buyer.lookup_result",
                 "invoices.statuses", "settings.email", "bulk.draft",
-                "bulk.preflight", "audit.index", "audit.export"} <= ok  # fmt: skip
+                "bulk.preflight", "audit.index", "audit.export", "importing.pending",
+                "settings.certificates"} <= ok  # fmt: skip
 
 
 @pytest.mark.parametrize("role", [None, *ROLES])

@@ -29,6 +29,7 @@ ACTIONS = {
     "api_token.revoked": _l("Revoked an API token"),
     "certificate.registered": _l("Registered a signing certificate"),
     "certificate.approved": _l("Approved a signing certificate"),
+    "certificate.removed": _l("Removed a signing certificate"),
 }
 
 TARGETS = {
@@ -42,6 +43,7 @@ TARGETS = {
     "seller": _l("Company profile"),
     "invoice_series": _l("Invoice series"),
     "tax_settings": _l("Tax authority connection"),
+    "signing_certificate": _l("Signing certificate"),
 }
 
 VIA = {"web": _l("web"), "cli": _l("command line"), "system": _l("system")}

@@ -66,6 +66,7 @@ class SignerInfo:
     not_before: datetime
     not_after: datetime
     digest: str  # "sha1" or "sha256"
+    certificate: bytes = b""  # the embedded certificate, DER: whether it is registered
 
 
 # --- certificates -----------------------------------------------------------------
@@ -349,4 +350,5 @@ def verify_xml(xml: bytes) -> SignerInfo:
         not_before=not_before,
         not_after=not_after,
         digest=digest,
+        certificate=der,
     )

@@ -8,15 +8,18 @@ import secrets
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 
 from flask_babel import gettext as _
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from portal import audit
+from portal.certificates import service as certificates
 from portal.database import after_commit, write
+from portal.einvoice.certificates import read_certificate
 from portal.einvoice.document import Document
-from portal.einvoice.signing import SignatureError, verify_xml
+from portal.einvoice.signing import SignatureError, SignerInfo, verify_xml
 from portal.einvoice.totals import check_totals
 from portal.einvoice.xml import (
     InvoiceXmlError,
@@ -26,7 +29,7 @@ from portal.einvoice.xml import (
     safe_parse,
 )
 from portal.extensions import db
-from portal.models import Customer, Invoice, InvoiceLine, Seller, VatSummary
+from portal.models import Customer, Invoice, InvoiceLine, PendingImport, Seller, VatSummary
 from portal.text import fold, nfc
 
 # Easy to read aloud and to type from a printed invoice: no 0/O, 1/I/L.
@@ -44,6 +47,9 @@ class FileResult:
 
     name: str
     invoice_id: int | None = None
+    # Signed by a certificate that is not registered: it waits for an admin's approval.
+    pending_id: int | None = None
+    signer_subject: str = ""
     label: str = ""  # "1K26TAA" + number, for the link to the invoice
     number: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -52,6 +58,10 @@ class FileResult:
     @property
     def imported(self) -> bool:
         return self.invoice_id is not None
+
+    @property
+    def waiting(self) -> bool:
+        return self.pending_id is not None
 
 
 @dataclass
@@ -65,8 +75,12 @@ class ImportReport:
         return [r for r in self.results if r.imported]
 
     @property
+    def waiting(self) -> list[FileResult]:
+        return [r for r in self.results if r.waiting]
+
+    @property
     def refused(self) -> list[FileResult]:
-        return [r for r in self.results if not r.imported]
+        return [r for r in self.results if not r.imported and not r.waiting]
 
     def messages(self) -> list[str]:
         """Return every error as "file: message", for logs and command lines."""
@@ -174,7 +188,7 @@ def store_document(
         VatSummary(rate=s.rate, taxable_amount=s.taxable_amount, tax_amount=s.tax_amount)
         for s in doc.summaries
     ]
-    _mark_related(doc)
+    _mark_related(doc, xml)
     move_series_past(doc.form, doc.series, doc.number)
     db.session.add(invoice)
     if flush:
@@ -198,21 +212,37 @@ def move_series_past(form: int, series: str, number: int) -> None:
     )
 
 
-def _mark_related(doc: Document) -> None:
-    """Mark the invoice this one replaces or adjusts, when this portal holds it."""
+def _mark_related(doc: Document, xml: bytes) -> None:
+    """Mark the invoice this one replaces or adjusts, when this portal holds it.
+
+    Only when the related invoice's whole identity (form, series, number and date) matches
+    and this one is signed by a registered certificate: a forged file must not be able to
+    mark a genuine invoice replaced (docs/decisions.md, "Signatures").
+    """
     related = related_fields(doc.related_info)
     state = RELATED_STATES.get(related.get("TCHDon", ""))
+    form = related.get("KHMSHDCLQuan", "")
+    series = related.get("KHHDCLQuan", "").upper()
     number = related.get("SHDCLQuan", "")
-    if not state or not number.isdigit():
+    try:
+        issued_on = date.fromisoformat(related.get("NLHDCLQuan", "")[:10])
+    except ValueError:
+        return
+    if not state or not form.isdigit() or not series or not number.isdigit():
+        return
+    try:
+        signer = verify_xml(xml)
+    except SignatureError:
+        return
+    if certificates.registered(signer.certificate) is None:
         return
     original = db.session.scalar(
         db.select(Invoice).filter_by(
             seller_tax_code=doc.seller.tax_code,
-            form=int(related["KHMSHDCLQuan"])
-            if related.get("KHMSHDCLQuan", "").isdigit()
-            else doc.form,
-            series=related.get("KHHDCLQuan", "").upper(),
+            form=int(form),
+            series=series,
             number=int(number),
+            issued_on=issued_on,
         )
     )
     if original is not None and original.state == "issued":
@@ -283,8 +313,11 @@ def _too_big() -> str:
     return _("The file is larger than %(limit)s MB.", limit=MAX_FILE_BYTES // (1024 * 1024))
 
 
-def _check(xml: bytes, seller: Seller) -> tuple[Document, list[str]]:
-    """Parse and check one file; return the document and its warnings or raise ImportRefused."""
+def _check(xml: bytes, seller: Seller) -> tuple[Document, list[str], SignerInfo]:
+    """Parse and check one file; return the document, its warnings and its signer.
+
+    Raises ImportRefused with every reason found.
+    """
     try:
         root = safe_parse(xml).getroot()
         doc = parse_tree(root)
@@ -314,6 +347,7 @@ def _check(xml: bytes, seller: Seller) -> tuple[Document, list[str]]:
                 expected=seller.tax_code,
             )
         )
+    signer = None
     try:
         signer = verify_xml(xml)
     except SignatureError as exc:
@@ -332,7 +366,7 @@ def _check(xml: bytes, seller: Seller) -> tuple[Document, list[str]]:
         reasons.append(_duplicate(doc))
     if reasons:
         raise ImportRefused(reasons)
-    return doc, check_totals(doc)
+    return doc, check_totals(doc), signer
 
 
 def _exists(doc: Document) -> bool:
@@ -357,8 +391,14 @@ def _duplicate(doc: Document) -> str:
     )
 
 
-def import_files(files: list[tuple[str, bytes]], seller: Seller) -> ImportReport:
-    """Import each signed XML (loose or in a ZIP) on its own: a bad file imports nothing."""
+def import_files(
+    files: list[tuple[str, bytes]], seller: Seller, user_id: int | None = None
+) -> ImportReport:
+    """Import each signed XML (loose or in a ZIP) on its own: a bad file imports nothing.
+
+    A file signed by a certificate that is not registered is not stored as issued: it waits
+    for an admin's approval (`approve_import`).
+    """
     report = ImportReport()
     for upload_name, data in files:
         for name, xml, error in _unpack(upload_name, data):
@@ -367,27 +407,118 @@ def import_files(files: list[tuple[str, bytes]], seller: Seller) -> ImportReport
             if error:
                 result.errors.append(error)
                 continue
-            _import_one(result, xml, seller)
+            _import_one(result, xml, seller, user_id)
     return report
 
 
-def _import_one(result: FileResult, xml: bytes, seller: Seller) -> None:
+def _import_one(result: FileResult, xml: bytes, seller: Seller, user_id: int | None) -> None:
     from portal.rendering.service import render_ahead
 
+    invoice = pending = None
     try:
         with write():
-            doc, warnings = _check(xml, seller)
-            invoice = store_document(doc, xml, source="import", warnings=warnings)
-            audit.record("invoice.imported", target=invoice, details={"file": result.name})
-            after_commit(lambda: render_ahead([invoice.id]))
+            doc, warnings, signer = _check(xml, seller)
+            if certificates.registered(signer.certificate) is None:
+                pending = _hold(result.name, xml, doc, signer, user_id)
+            else:
+                invoice = store_document(doc, xml, source="import", warnings=warnings)
+                audit.record("invoice.imported", target=invoice, details={"file": result.name})
+                after_commit(lambda: render_ahead([invoice.id]))
     except ImportRefused as exc:
         result.errors.extend(exc.reasons)
         return
     except IntegrityError:
-        # Another upload stored the same number between our check and our insert.
+        # Another upload stored the same number (or the same file for approval) between
+        # our check and our insert.
         result.errors.append(_duplicate(doc))
+        return
+    if pending is not None:
+        result.pending_id = pending.id
+        result.signer_subject = pending.subject
+        result.label = pending.series_label
+        result.number = pending.number_label
+        result.warnings = list(warnings)
         return
     result.invoice_id = invoice.id
     result.label = invoice.series_label
     result.number = invoice.number_label
     result.warnings = list(warnings)
+
+
+# --- waiting for approval -----------------------------------------------------------
+
+
+def _hold(
+    name: str, xml: bytes, doc: Document, signer: SignerInfo, user_id: int | None
+) -> PendingImport:
+    """Keep a file whose signer is not registered until an admin approves or rejects it."""
+    digest = hashlib.sha256(xml).hexdigest()
+    if db.session.scalar(db.select(PendingImport.id).filter_by(xml_sha256=digest)):
+        raise ImportRefused([_("This file is already waiting for an administrator's approval.")])
+    info = read_certificate(signer.certificate)
+    pending = PendingImport(
+        file_name=name[:400], xml=bytes(xml), xml_sha256=digest,
+        form=doc.form, series=doc.series, number=doc.number, issued_on=doc.issued_on,
+        buyer_name=nfc(doc.buyer.name)[:400], total_amount=doc.total_amount,
+        currency=doc.currency or "VND", related_info=doc.related_info,
+        fingerprint=info.fingerprint, certificate_der=info.der, tax_code=info.tax_code,
+        subject=info.subject, issuer=info.issuer, serial=info.serial,
+        not_before=info.not_before, not_after=info.not_after,
+        signing_time=signer.signing_time, uploaded_by_id=user_id,
+    )  # fmt: skip
+    db.session.add(pending)
+    db.session.flush()
+    return pending
+
+
+def pending_imports() -> list[PendingImport]:
+    """The files waiting for an admin's approval, oldest first."""
+    return list(db.session.scalars(db.select(PendingImport).order_by(PendingImport.id)))
+
+
+def pending_count() -> int:
+    """How many files wait for an admin's approval."""
+    return db.session.scalar(db.select(db.func.count(PendingImport.id)))
+
+
+def approve_import(pending_id: int, user_id: int | None) -> Invoice:
+    """Register the file's certificate and store the invoice as issued, in one unit of work.
+
+    The file is checked again (another file may have taken its number meanwhile); if it
+    is refused now, nothing changes and it keeps waiting. LookupError: no such file.
+    """
+    from portal.rendering.service import render_ahead
+
+    try:
+        with write():
+            pending = db.session.get(PendingImport, pending_id)
+            if pending is None:
+                raise LookupError(pending_id)
+            seller = db.session.scalar(db.select(Seller).order_by(Seller.id).limit(1))
+            if seller is None:
+                raise ImportRefused([_("No seller profile exists yet.")])
+            xml = pending.xml
+            doc, warnings, signer = _check(xml, seller)
+            try:
+                certificates.ensure_registered(
+                    read_certificate(signer.certificate), None, "approved", user_id
+                )
+            except certificates.CertificateRefused as exc:
+                raise ImportRefused([str(exc)]) from exc
+            db.session.delete(pending)
+            invoice = store_document(doc, xml, source="import", warnings=warnings)
+            audit.record("invoice.imported", target=invoice,
+                         details={"file": pending.file_name, "approved": True})  # fmt: skip
+            after_commit(lambda: render_ahead([invoice.id]))
+    except IntegrityError as exc:
+        raise ImportRefused([_duplicate(doc)]) from exc
+    return invoice
+
+
+def reject_import(pending_id: int) -> None:
+    """Discard a file waiting for approval. LookupError: no such file."""
+    with write():
+        pending = db.session.get(PendingImport, pending_id)
+        if pending is None:
+            raise LookupError(pending_id)
+        db.session.delete(pending)

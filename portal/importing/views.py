@@ -1,11 +1,20 @@
-"""Upload signed invoice XML files (one, many, or a .zip)."""
+"""Upload signed invoice XML files (one, many, or a .zip); approve files signed by strangers."""
 
-from flask import Blueprint
+from flask import Blueprint, abort, flash, redirect, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
 
 from portal.auth.views import role_required
 from portal.extensions import db
 from portal.importing.forms import ImportForm
-from portal.importing.service import import_files
+from portal.importing.service import (
+    ImportRefused,
+    approve_import,
+    import_files,
+    pending_count,
+    pending_imports,
+    reject_import,
+)
 from portal.models import Seller
 from portal.web import render
 
@@ -21,11 +30,54 @@ def index():
     report = None
     if seller is not None and form.validate_on_submit():
         files = [(f.filename or "upload.xml", f.read()) for f in form.files.data if f]
-        report = import_files(files, seller)
+        report = import_files(files, seller, current_user.id)
     return render(
         "importing/index.html",
         "importing/_results.html",
         form=form,
         seller=seller,
         report=report,
+        waiting=pending_count(),
     )
+
+
+@bp.get("/pending")
+@role_required("sender")
+def pending():
+    """List the files waiting for approval, with the certificate each was signed with."""
+    return render("importing/pending.html", "importing/_pending.html", rows=pending_imports())
+
+
+@bp.post("/pending/<int:pending_id>/approve")
+@role_required("admin")
+def approve(pending_id: int):
+    """Register the file's certificate and store the invoice as issued."""
+    try:
+        invoice = approve_import(pending_id, current_user.id)
+    except LookupError:
+        abort(404)
+    except ImportRefused as exc:
+        for reason in exc.reasons:
+            flash(reason, "error")
+        return redirect(url_for("importing.pending"))
+    flash(
+        _(
+            "Approved: the certificate is registered and invoice %(series)s No. %(number)s is "
+            "stored as issued.",
+            series=invoice.series_label,
+            number=invoice.number_label,
+        )
+    )
+    return redirect(url_for("importing.pending"))
+
+
+@bp.post("/pending/<int:pending_id>/reject")
+@role_required("admin")
+def reject(pending_id: int):
+    """Discard the file; its certificate stays unregistered."""
+    try:
+        reject_import(pending_id)
+    except LookupError:
+        abort(404)
+    flash(_("Rejected: the file was discarded."))
+    return redirect(url_for("importing.pending"))

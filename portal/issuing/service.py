@@ -9,7 +9,9 @@ from flask import Flask, current_app
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from portal.certificates import service as certificates
 from portal.database import after_commit, write
+from portal.einvoice.certificates import CertificateError, read_certificate
 from portal.einvoice.document import Document, Party
 from portal.einvoice.signing import make_certificate, sign_xml
 from portal.einvoice.totals import apply_totals
@@ -38,18 +40,29 @@ def _signing_paths(app: Flask | None = None) -> tuple[Path, Path]:
     return Path(key), Path(cert)
 
 
-def load_signer(app: Flask | None = None) -> Signer:
-    """Read the seller's signing key and certificate (a demo one unless configured)."""
-    key, cert = _signing_paths(app)
-    if not key.exists() or not cert.exists():
-        raise IssueError("no signing certificate: run `flask demo seed` or set SIGNING_KEY_PATH")
-    return Signer(key.read_bytes(), cert.read_bytes())
+def load_signer() -> Signer:
+    """Return the registered certificate that signs now, with its key (docs/decisions.md).
+
+    Refused with the reason when none is registered, or the one registered has expired.
+    """
+    seller = db.session.scalar(db.select(Seller).order_by(Seller.id).limit(1))
+    if seller is None:
+        raise IssueError("no seller profile")
+    try:
+        found = certificates.signing_key(seller.tax_code)
+    except certificates.NoSigner as error:
+        raise IssueError(str(error)) from error
+    return Signer(found.key_pem, found.cert_pem)
 
 
 def ensure_demo_signer(seller: Seller) -> Signer:
-    """Make a self-signed demo certificate for the seller's tax code, once."""
+    """Make a self-signed demo certificate for the seller's tax code once, and register it.
+
+    The key files stay in instance/signing (or SIGNING_KEY_PATH and SIGNING_CERT_PATH), so
+    that seeding again, or another instance given the same files, signs with the same key.
+    """
     key, cert = _signing_paths()
-    if not key.exists():
+    if not key.exists() or not cert.exists():
         key.parent.mkdir(parents=True, exist_ok=True)
         # Demo invoices are dated up to a year back: the certificate must cover them.
         since = datetime(datetime.now(UTC).year - 1, 1, 1, tzinfo=UTC)
@@ -57,7 +70,16 @@ def ensure_demo_signer(seller: Seller) -> Signer:
         key.write_bytes(key_pem)
         key.chmod(0o600)
         cert.write_bytes(cert_pem)
-    return load_signer()
+    signer = Signer(key.read_bytes(), cert.read_bytes())
+    try:
+        info = read_certificate(signer.cert_pem)
+    except CertificateError as error:
+        raise IssueError(f"{cert}: {error}") from error
+    try:
+        certificates.ensure_registered(info, signer.key_pem, "demo")
+    except certificates.CertificateRefused as error:
+        raise IssueError(f"{cert}: {error}") from error
+    return signer
 
 
 def seller_party(seller: Seller) -> Party:

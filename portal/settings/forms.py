@@ -1,6 +1,7 @@
 """Forms of the settings pages."""
 
 from flask_babel import lazy_gettext as _l
+from flask_wtf.file import FileField, FileRequired
 from wtforms import (
     BooleanField,
     IntegerField,
@@ -167,4 +168,26 @@ class SeriesForm(CheckedForm):
                 message=_l("like K26TAA: K, two digits of the year, three letters"),
             ),
         ],
+    )
+
+
+class Pkcs12Form(CheckedForm):
+    """A PKCS#12 file and its password: the certificate that signs the invoices we issue."""
+
+    file = FileField(
+        _l("PKCS#12 file (.p12, .pfx)"),
+        validators=[FileRequired(_l("Choose a file."))],
+        render_kw={"accept": ".p12,.pfx,application/x-pkcs12"},
+    )
+    # Never stored nor shown again: it only opens the file once.
+    password = PasswordField(_l("Password of the file"), validators=[Length(max=200)])
+
+
+class CertificateFileForm(CheckedForm):
+    """A certificate alone, for invoices signed by other software."""
+
+    file = FileField(
+        _l("Certificate (.cer, .crt, .pem)"),
+        validators=[FileRequired(_l("Choose a file."))],
+        render_kw={"accept": ".cer,.crt,.pem,.der,application/x-x509-ca-cert"},
     )

@@ -1,18 +1,22 @@
 """Settings pages: the invoice email (with a test send) and the email template editor."""
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from portal import audit
 from portal.auth.views import role_required
+from portal.certificates import service as certificate_service
 from portal.database import write
 from portal.extensions import db
 from portal.models import InvoiceSeries, Seller
 from portal.sending import service, templating
 from portal.settings import service as settings_service
 from portal.settings.forms import (
+    CertificateFileForm,
     CompanyForm,
     MailSettingsForm,
+    Pkcs12Form,
     SeriesForm,
     TaxSettingsForm,
     TemplateForm,
@@ -22,6 +26,8 @@ from portal.tax.gateway import PROVIDERS
 from portal.web import render
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
+# base.html calls it for admins: a banner when the signing certificate expires soon.
+bp.add_app_template_global(certificate_service.expiry_warning, "signing_certificate_warning")
 
 
 @bp.route("/email", methods=["GET", "POST"])
@@ -207,3 +213,71 @@ def test_tax():
         return _tax_page(form, tax_service.tax_settings(), status=422)
     result = tax_service.test_connection(_tax_values(form))
     return _tax_page(form, tax_service.tax_settings(), result)
+
+
+def _certificates_page(p12_form=None, cert_form=None, status=200):
+    rows = [
+        (row, certificate_service.validity(row.not_before, row.not_after))
+        for row in certificate_service.certificates()
+    ]
+    return render_template(
+        "settings/certificates.html", rows=rows,
+        p12_form=p12_form or Pkcs12Form(prefix="p12"),
+        cert_form=cert_form or CertificateFileForm(prefix="cert"),
+        warning_days=certificate_service.EXPIRY_WARNING_DAYS,
+    ), status  # fmt: skip
+
+
+@bp.get("/certificates")
+@role_required("admin")
+def certificates():
+    """Chữ ký số: the registered certificates, and forms to register more."""
+    return _certificates_page()
+
+
+@bp.post("/certificates/p12")
+@role_required("admin")
+def add_pkcs12():
+    """Register a PKCS#12 file: its certificate signs the invoices we issue."""
+    form = Pkcs12Form(prefix="p12")
+    if not form.validate():
+        return _certificates_page(p12_form=form, status=422)
+    try:
+        row = certificate_service.register_pkcs12(
+            form.file.data.read(), form.password.data or "", current_user.id
+        )
+    except certificate_service.CertificateRefused as exc:
+        form.file.errors = [str(exc)]
+        return _certificates_page(p12_form=form, status=422)
+    flash(
+        _(
+            "Certificate %(serial)s registered; it signs the invoices issued here.",
+            serial=row.serial,
+        )
+    )
+    return redirect(url_for("settings.certificates"))
+
+
+@bp.post("/certificates/file")
+@role_required("admin")
+def add_certificate():
+    """Register a certificate alone: invoices signed with it by other software count."""
+    form = CertificateFileForm(prefix="cert")
+    if not form.validate():
+        return _certificates_page(cert_form=form, status=422)
+    try:
+        row = certificate_service.register_certificate(form.file.data.read(), current_user.id)
+    except certificate_service.CertificateRefused as exc:
+        form.file.errors = [str(exc)]
+        return _certificates_page(cert_form=form, status=422)
+    flash(_("Certificate %(serial)s registered.", serial=row.serial))
+    return redirect(url_for("settings.certificates"))
+
+
+@bp.post("/certificates/<int:certificate_id>/remove")
+@role_required("admin")
+def remove_certificate(certificate_id: int):
+    """Remove a certificate: its signatures stop counting (a lost token, a revoked key)."""
+    row = certificate_service.remove(certificate_id) or abort(404)
+    flash(_("Certificate %(serial)s removed; its signatures no longer count.", serial=row.serial))
+    return redirect(url_for("settings.certificates"))
