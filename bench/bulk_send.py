@@ -99,7 +99,7 @@ def main() -> None:
             # N more invoices, issued with Redis there: their PDFs are rendered ahead.
             env = dict(system.env, REDIS_URL=system.redis_url)
             system.env, saved = env, system.env
-            system.flask("demo", "seed", "--invoices", str(n))
+            system.flask("demo", "seed", "--invoices", str(n), "--no-history")
             system.env = saved
             queue = redis.Redis.from_url(system.redis_url)
             while queue.llen("rq:queue:portal-low"):

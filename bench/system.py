@@ -95,7 +95,7 @@ class System:
     def __enter__(self) -> "System":
         if self.invoices:
             self.flask("db", "upgrade")
-            self.flask("demo", "seed", "--invoices", str(self.invoices))
+            self.flask("demo", "seed", "--invoices", str(self.invoices), "--no-history")
             self.flask("users", "create", USER, "--role", "sender", "--password", PASSWORD)
         self.log = open(self.folder / "launcher.log", "w")  # noqa: SIM115
         self.launcher = subprocess.Popen(

@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import PasswordField, StringField, TextAreaField
 from wtforms.validators import StopValidation
 
+from portal.forms import CATALOG
 from portal.sending.addresses import MAX_RECIPIENTS
 from portal.text import BIDI_CONTROLS, LINE_SEPARATORS, code_point, unsafe_character
 
@@ -58,6 +59,9 @@ class CheckedForm(FlaskForm):
     """
 
     class Meta:
+        def get_translations(self, form):
+            return CATALOG  # WTForms' own messages, in the reader's language
+
         def bind_field(self, form, unbound_field, options):
             field = super().bind_field(form, unbound_field, options)
             if isinstance(field, StringField) and not isinstance(field, PasswordField):

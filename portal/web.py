@@ -3,6 +3,7 @@
 from urllib.parse import unquote, urlsplit
 
 from flask import Flask, render_template, request
+from markupsafe import Markup, escape
 
 
 def render(page_template: str, fragment_template: str, /, **context) -> str:
@@ -27,6 +28,16 @@ def init_app(app: Flask) -> None:
     for code in (400, 403, 404, 429, 500):
         app.register_error_handler(code, _error_page)
     app.register_error_handler(TemplateLimitError, _template_limit_page)
+    app.jinja_env.filters["email_breaks"] = email_breaks
+
+
+def email_breaks(addresses: str | None) -> Markup:
+    """Let email addresses wrap after "@" and after dots only, never inside a word.
+
+    Addresses stored joined by ";" are shown separated by "; ".
+    """
+    text = str(escape((addresses or "").replace(";", "; ").replace(";  ", "; ")))
+    return Markup(text.replace("@", "@<wbr>").replace(".", ".<wbr>"))  # noqa: S704  (escaped above)
 
 
 def _error_page(error):

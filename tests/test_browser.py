@@ -169,3 +169,48 @@ def test_send_dialog_from_the_list(app, users, live_server, page, redis_url, smt
         "ketoan@nguyenhoang.vn",
         "luu@anhduong.vn",
     ]
+
+
+def test_dates_typed_dd_mm_yyyy_filter_the_list_whatever_the_browser_language(
+    app, users, live_server, browser
+):
+    with app.app_context():
+        make_invoice(issued_on=date(2026, 3, 4), buyer_name="Công ty Ngày Bốn")
+        make_invoice(issued_on=date(2026, 3, 12), buyer_name="Công ty Ngày Mười Hai")
+        make_invoice(issued_on=date(2026, 4, 3), buyer_name="Công ty Tháng Tư")
+    # An American browser: <input type=date> would show and take mm/dd/yyyy there.
+    context = browser.new_context(locale="en-US")
+    page = context.new_page()
+    browser_login(page, live_server, "viewer")
+    page.goto(live_server.url + "/")
+    date_from = page.locator("input[name=date_from]")
+    assert date_from.get_attribute("type") == "text"
+    assert date_from.get_attribute("placeholder") == "dd/mm/yyyy"
+    date_from.fill("05/03/2026")
+    page.fill("input[name=date_to]", "03/04/2026")
+    page.press("input[name=date_to]", "Enter")
+    page.wait_for_url(lambda url: "date_to=03%2F04%2F2026" in url)
+    page.get_by_text("05/03/2026 – 03/04/2026").wait_for()
+    found = " ".join(rows(page))
+    assert "Mười Hai" in found and "Tháng Tư" in found and "Ngày Bốn" not in found
+    assert "05/03/2026 – 03/04/2026" in page.locator("#invoice-table").inner_text()
+    # Reloaded (and from an ISO date in an old link), the boxes show dd/mm/yyyy.
+    page.reload()
+    assert page.locator("input[name=date_from]").input_value() == "05/03/2026"
+    page.goto(live_server.url + "/?date_from=2026-03-12&date_to=2026-03-12")
+    assert page.locator("input[name=date_from]").input_value() == "12/03/2026"
+    assert [r for r in rows(page) if "Mười Hai" in r] and len(rows(page)) == 1
+    # Buttons keep their words on one line; addresses wrap only after "@" and dots.
+    assert (
+        page.evaluate("getComputedStyle(document.querySelector('form#filters button')).whiteSpace")
+        == "nowrap"
+    )
+    cell = page.locator("td.email").first
+    assert cell.evaluate("e => getComputedStyle(e).overflowWrap") == "normal"
+    assert "@<wbr>nguyenhoang.<wbr>vn" in cell.inner_html()
+    assert page.locator("link[rel=icon]").get_attribute("href").endswith("favicon.svg")
+    assert page.request.get(live_server.url + "/static/favicon.svg").ok
+    # A date the server cannot read says how to type it, in the reader's language.
+    page.goto(live_server.url + "/?date_from=2026/13/45")
+    assert "dd/mm/yyyy" in page.locator("#invoice-table").inner_text()
+    context.close()

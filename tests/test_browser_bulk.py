@@ -30,8 +30,8 @@ def test_bulk_send_from_conditions_to_done(app, users, live_server, page, redis_
     browser_login(page, live_server, "sender")
     page.goto(live_server.url + "/bulk/")
     page.select_option("#conditions [name=period]", "custom")
-    page.fill("#conditions [name=date_from]", "2026-04-01")
-    page.fill("#conditions [name=date_to]", "2026-04-30")
+    page.fill("#conditions [name=date_from]", "01/04/2026")
+    page.fill("#conditions [name=date_to]", "30/04/2026")
     page.get_by_role("button", name="Lấy dữ liệu").click()
     page.get_by_text(f"Chọn tất cả {COUNT} hóa đơn phù hợp").wait_for()
 

@@ -8,7 +8,7 @@ from portal.einvoice.signing import verify_xml
 from portal.einvoice.words import amount_in_words
 from portal.einvoice.xml import parse_xml
 from portal.extensions import db
-from portal.models import Customer, Invoice, InvoiceSeries, Seller, User
+from portal.models import Customer, Delivery, Invoice, InvoiceSeries, ReceiptEvent, Seller, User
 from tests.conftest import make_app
 
 
@@ -158,3 +158,68 @@ def test_if_empty_leaves_existing_data_alone(app):
     assert "not loaded again" in result.output
     with app.app_context():
         assert db.session.query(Invoice).count() == 5
+
+
+def test_after_seeding_every_tab_of_this_month_has_invoices(app, users):
+    from portal.invoices.service import TABS, Filters, tab_counts
+    from tests.conftest import login
+
+    assert app.test_cli_runner().invoke(args=["demo", "seed", "--invoices", "60"]).exit_code == 0
+    with app.app_context():
+        counts = tab_counts(Filters())  # the list opens on this month
+        assert set(counts) == set(TABS) and all(counts[tab] > 0 for tab in TABS), counts
+        assert counts["sent"] >= 5 and counts["failed"] == 1
+        received = db.session.scalars(db.select(Invoice).where(Invoice.received_at.is_not(None)))
+        assert len(received.all()) == 1
+        # Sends leave their marks the way the outbox does: an attempt each, the mail server's
+        # answer, a buyer link.
+        [failed] = db.session.scalars(db.select(Invoice).filter_by(send_status="failed")).all()
+    client = app.test_client()
+    login(client)
+    client.post("/lang/en")
+    html = client.get("/?tab=failed").get_data(as_text=True)
+    assert "mailbox does not exist" in html and "550" in html
+    html = client.get(f"/invoices/{failed.id}").get_data(as_text=True)
+    assert "Recipient address rejected" in html
+    # Seeding more does not write the history twice.
+    assert app.test_cli_runner().invoke(args=["demo", "seed", "--invoices", "5"]).exit_code == 0
+    with app.app_context():
+        assert tab_counts(Filters())["failed"] == 1
+
+
+def test_benchmarks_seed_without_a_history(app):
+    """They count every send themselves: a send they did not make would read as lost."""
+    args = ["demo", "seed", "--invoices", "30", "--no-history"]
+    assert app.test_cli_runner().invoke(args=args).exit_code == 0
+    with app.app_context():
+        assert db.session.query(Invoice).count() == 30
+        assert db.session.query(Delivery).count() == 0
+        assert db.session.query(ReceiptEvent).count() == 0
+
+
+def test_the_sample_files_are_signed_for_the_demo_seller_and_import(app, users):
+    from portal.importing.service import import_files
+    from tests.conftest import login
+
+    assert app.test_cli_runner().invoke(args=["demo", "seed", "--invoices", "20"]).exit_code == 0
+    client = app.test_client()
+    login(client, "sender")
+    page = client.get("/import/").get_data(as_text=True)
+    names = re.findall(r'href="/import/samples/([^"]+)"', page)
+    assert len(names) == 2 and any(n.endswith(".zip") for n in names)
+    files = []
+    for name in names:
+        with client.get(f"/import/samples/{name}") as response:
+            assert response.status_code == 200
+            assert "attachment" in response.headers["Content-Disposition"]
+            files.append((name, response.data))
+    assert client.get("/import/samples/..%2Fdemo-logins.txt").status_code == 404
+    with app.app_context():
+        seller = db.session.scalar(db.select(Seller))
+        report = import_files(files[1:] if files[1][0].endswith(".zip") else files[:1], seller)
+        assert report.results and all(r.imported for r in report.results), report.messages()
+        assert len(report.results) == 3
+        for result in report.results:
+            invoice = db.session.get(Invoice, result.invoice_id)
+            assert verify_xml(invoice.xml).tax_code == seller.tax_code
+            assert not invoice.warnings

@@ -12,7 +12,13 @@ from portal.certificates.service import register_certificate
 from portal.einvoice.signing import sign_xml
 from portal.einvoice.xml import build_xml, parse_xml
 from portal.extensions import db
-from portal.importing.service import LOOKUP_ALPHABET, MAX_FILE_BYTES, import_files, store_document
+from portal.importing.service import (
+    LOOKUP_ALPHABET,
+    MAX_FILE_BYTES,
+    import_files,
+    store_document,
+    warning_words,
+)
 from portal.models import Invoice, Seller
 from tests.conftest import login
 from tests.data.make_samples import SELLER_NAME, SELLER_TAX_CODE, base_document, make_zip
@@ -100,7 +106,14 @@ def test_a_totals_mismatch_is_a_warning_not_a_refusal(seller_app):
     assert result.warnings == ["TgTTTBSo: 1.905.000 khác tổng tính được 1.904.000"]
     with seller_app.app_context():
         invoice = db.session.get(Invoice, result.invoice_id)
-        assert invoice.warning_list == result.warnings
+        # Stored as a code and values, worded in the reader's language.
+        assert invoice.warning_list == [
+            '{"code": "differs", "element": "TgTTTBSo", "found": "1.905.000", '
+            '"computed": "1.904.000"}'
+        ]
+        assert warning_words(invoice.warning_list[0]) == (
+            "Total payment (TgTTTBSo): 1.905.000 differs from the computed total 1.904.000."
+        )
         assert invoice.total_amount == D(1905000)  # kept as issued, never "fixed"
 
 
@@ -253,7 +266,7 @@ def test_a_sender_uploads_files_and_sees_each_result(client, users, seller_app):
     html = response.get_data(as_text=True)
     assert "2 imported, 1 refused." in html
     assert "1K26TAA No. 00000001" in html
-    assert "TgTTTBSo: 1.905.000 khác tổng tính được 1.904.000" in html
+    assert "Total payment (TgTTTBSo): 1.905.000 differs from the computed total 1.904.000." in html
     assert "c_series.xml" in html and "KHHDon: series C26TAA" in html
     with seller_app.app_context():
         stored = db.session.scalar(db.select(Invoice).filter_by(number=1))
@@ -313,3 +326,47 @@ def test_every_message_has_a_vietnamese_translation_with_the_same_placeholders()
         r'(?:InvoiceXmlError|SignatureError)\(\s*"([^"]+)"(?:\s*"([^"]+)")?', sources
     ):
         assert "".join(raised) in ids, raised
+
+
+def test_a_file_with_several_problems_names_every_one(seller_app):
+    name = "c_series_decimal_comma.xml"
+    report = run_import(seller_app, [(name, sample(name))])
+    [result] = report.results
+    assert not result.imported
+    errors = "\n".join(result.errors)
+    # Both amounts written with a decimal comma, named with their values...
+    assert "Amount (DSHHDVu/HHDVu[1]/ThTien): 750.000,00 is written with a decimal comma" in errors
+    assert "Total payment (TToan/TgTTTBSo): 1904000,00 is written with a decimal comma" in errors
+    # ...and the coded series besides, found on the rest of the invoice.
+    assert "KHHDon: series C26TAA" in errors
+    assert len(result.errors) == 3, result.errors
+    assert invoice_count(seller_app) == 0
+
+
+def test_a_message_with_several_invoices_says_so(seller_app):
+    report = run_import(seller_app, [("tdiep_3_invoices.xml", sample("tdiep_3_invoices.xml"))])
+    [result] = report.results
+    assert result.errors == [
+        "The file is a message to the tax authority (TDiep, type 203) holding 3 invoices; "
+        "import each invoice's own XML file (HDon), or a ZIP of them."
+    ]
+    assert "root element" not in result.errors[0]
+    report = run_import(seller_app, [("tdiep_no_invoice.xml", sample("tdiep_no_invoice.xml"))])
+    assert "TDiep, type 999) that holds no invoice" in report.results[0].errors[0]
+    assert invoice_count(seller_app) == 0
+
+
+def test_several_reasons_are_named_in_vietnamese_on_the_page(app, users):
+    with app.app_context():
+        db.session.add(Seller(name=SELLER_NAME, tax_code=SELLER_TAX_CODE))
+        db.session.commit()
+    client = app.test_client()
+    login(client)
+    name = "c_series_decimal_comma.xml"
+    response = client.post(
+        "/import/",
+        data={"files": [(io.BytesIO(sample(name)), name)]},
+        content_type="multipart/form-data",
+    )
+    html = response.get_data(as_text=True)
+    assert html.count("dấu phẩy thập phân") == 2 and "C26TAA" in html

@@ -339,12 +339,17 @@ def test_tax_settings_test_connection_shows_the_providers_answer(tax_app, tvan, 
                         headers={"HX-Request": "true"}).get_data(as_text=True)  # fmt: skip
     assert "401" in wrong and "Sai tên đăng nhập hoặc mật khẩu" in wrong
     saved = client.post("/settings/tax", data={**form, "wait_for_acceptance": "1",
-                                               "holidays": "2026-12-31"})  # fmt: skip
+                                               "holidays": "31/12/2026\n2027-01-01"})  # fmt: skip
     assert saved.status_code == 302
     with tax_app.app_context():
         settings = db.session.scalar(db.select(TaxSettings))
-        assert settings.wait_for_acceptance and settings.holidays == "2026-12-31"
+        # Typed dd/mm/yyyy (or ISO), kept ISO, shown dd/mm/yyyy.
+        assert settings.wait_for_acceptance and settings.holidays == "2026-12-31\n2027-01-01"
         assert settings.password_encrypted  # kept: the field was empty
+    shown = client.get("/settings/tax").get_data(as_text=True)
+    assert "31/12/2026\n01/01/2027</textarea>" in shown
+    refused = client.post("/settings/tax", data={**form, "holidays": "31/13/2026"})
+    assert "không phải ngày dạng dd/mm/yyyy" in refused.get_data(as_text=True)
 
 
 def test_no_receipt_minutes_after_the_data_went_out_raises_an_alarm(app):

@@ -77,7 +77,7 @@ FIELDS = {
     "sender_code": _l("Sender code (MNGui)"),
     "callback_secret_encrypted": _l("Secret of pushed answers"),
     "wait_for_acceptance": _l("Buyer emails"),
-    "holidays": _l("Holidays besides weekends (one date a line, YYYY-MM-DD)"),
+    "holidays": _l("Holidays besides weekends (one date a line, dd/mm/yyyy)"),
 }
 
 

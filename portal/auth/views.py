@@ -7,6 +7,7 @@ import click
 from flask import Blueprint, Flask, abort, flash, redirect, render_template, request, url_for
 from flask.cli import AppGroup
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import PasswordField, StringField
@@ -23,6 +24,17 @@ bp = Blueprint("auth", __name__)
 
 # admin may do what sender may, sender what viewer may.
 RANK = {role: rank for rank, role in enumerate(reversed(ROLES))}
+ROLE_LABELS = {
+    "admin": _l("Administrator"),
+    "sender": _l("Sends invoices"),
+    "viewer": _l("Views only"),
+}
+
+
+@bp.app_template_global()
+def role_label(role: str) -> str:
+    """The seller's words for a role (the code is for the database and the command line)."""
+    return str(ROLE_LABELS.get(role, role))
 
 
 class LoginForm(CheckedForm):

@@ -19,6 +19,7 @@ from flask.cli import AppGroup
 
 from portal.database import after_commit, write
 from portal.demo import data
+from portal.demo import history as demo_history
 from portal.einvoice.document import Document, Line, Party
 from portal.extensions import db
 from portal.importing.service import LOOKUP_ALPHABET, store_document
@@ -33,6 +34,7 @@ from portal.models import Customer, Invoice, InvoiceSeries, Seller, User
 
 demo_cli = AppGroup("demo", help="Demo data.")
 BATCH = 500
+THIS_MONTH = 20  # demo invoices dated this month, at least
 DEMO_USERS = (("admin", "admin", "Quản trị viên"), ("ketoan", "sender", "Kế toán Lan"))
 LOGINS_FILE = "demo-logins.txt"
 
@@ -201,8 +203,15 @@ def default_workers(count: int) -> int:
     return cores if count >= 2000 and cores > 1 else 0
 
 
-def seed(count: int, seed_value: int, days: int = 90, workers: int | None = None) -> int:
-    """Issue `count` demo invoices spread over the last `days` days; return how many."""
+def seed(
+    count: int, seed_value: int, days: int = 90, workers: int | None = None, history: bool = True
+) -> int:
+    """Issue `count` demo invoices spread over the last `days` days; return how many.
+
+    With `history`, this month's invoices also get sends (some went, one failed, one the
+    buyer received): what a newcomer should see. Benchmarks go without, since they count
+    every send themselves.
+    """
     rng = random.Random(seed_value)  # noqa: S311  (repeatable demo data, not secrets)
     today = _today()
     with write():
@@ -220,7 +229,14 @@ def seed(count: int, seed_value: int, days: int = 90, workers: int | None = None
         latest = db.session.scalar(db.select(db.func.max(Invoice.issued_on)))
     start = min(today, max(today - timedelta(days=days), date(today.year, 1, 1), latest or today))
     span = (today - start).days
-    dates = sorted(start + timedelta(days=rng.randint(0, span)) for _ in range(count))
+    # This month gets its share and never fewer than THIS_MONTH: the list opens on this
+    # month, and its tabs should all have something to show.
+    month = max(start, today.replace(day=1))
+    here = min(count, max(THIS_MONTH, count * ((today - month).days + 1) // (span + 1)))
+    dates = sorted(
+        [start + timedelta(days=rng.randint(0, span)) for _ in range(count - here)]
+        + [month + timedelta(days=rng.randint(0, (today - month).days)) for _ in range(here)]
+    )
     plan = _plan(rng, dates, series, buyers, seller_data)
     workers = default_workers(count) if workers is None else workers
     with _signing(signer, workers) as submit:
@@ -237,6 +253,11 @@ def seed(count: int, seed_value: int, days: int = 90, workers: int | None = None
             if current is None:
                 break
             pending = current
+    with write():
+        # After the invoices: the history of this month's sends and the sample files to import.
+        if history:
+            demo_history.record_history(today)
+        demo_history.write_samples(db.session.scalar(db.select(Seller).limit(1)), signer, today)
     return count
 
 
@@ -249,14 +270,20 @@ def seed(count: int, seed_value: int, days: int = 90, workers: int | None = None
 @click.option(
     "--workers", type=int, default=None, help="signing processes [default: one per core from 2000]"
 )
-def seed_command(count: int, seed_value: int, if_empty: bool, workers: int | None):
+@click.option(
+    "--history/--no-history",
+    default=True,
+    show_default=True,
+    help="give this month's invoices a sending history (benchmarks go without)",
+)
+def seed_command(count: int, seed_value: int, if_empty: bool, workers: int | None, history: bool):
     """Create a seller, series, customers, demo users and issued invoices."""
     if if_empty and db.session.scalar(db.select(Invoice.id).limit(1)) is not None:
         click.echo("Invoices exist; demo data not loaded again.")
         return
     created = ensure_demo_users()
     started = clock.perf_counter()
-    done = seed(count, seed_value, workers=workers)
+    done = seed(count, seed_value, workers=workers, history=history)
     elapsed = clock.perf_counter() - started
     click.echo(
         f"Issued {done} demo invoices in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f}/s)."

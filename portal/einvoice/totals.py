@@ -121,7 +121,22 @@ def _adjusting(doc: Document) -> bool:
     return related_fields(doc.related_info).get("TCHDon") == "2"
 
 
-def check_totals(doc: Document) -> list[str]:
+class TotalsWarning(str):
+    """One failed check: a code and its values, stored as such and worded by the reader's UI.
+
+    As a string it is the Vietnamese sentence (logs, the command line, older rows).
+    """
+
+    code: str
+    params: dict[str, str]
+
+    def __new__(cls, code: str, text: str, **params: str):
+        warning = super().__new__(cls, text)
+        warning.code, warning.params = code, params
+        return warning
+
+
+def check_totals(doc: Document) -> list[TotalsWarning]:
     """Return the seller's checks that fail, in Vietnamese, each naming its element.
 
     Real invoices the authority accepted that look odd get no warning (docs/domain.md,
@@ -129,15 +144,15 @@ def check_totals(doc: Document) -> list[str]:
     which carries no VAT; a TTCKTMai that repeats the per-line discounts of net lines; an
     adjusting invoice that changes only the tax.
     """
-    warnings: list[str] = []
+    warnings: list[TotalsWarning] = []
     step = quantum(doc.currency)
     no_vat = doc.form == 2  # a sales invoice: no rates, no rate rows, maybe no VAT totals
 
     def differs(stated: Decimal, computed: Decimal, element: str, tolerance: Decimal = step / 2):
         if abs(stated - computed) > tolerance:
-            warnings.append(
-                f"{element}: {vn_number(stated)} khác tổng tính được {vn_number(computed)}"
-            )
+            found, total = vn_number(stated), vn_number(computed)
+            warnings.append(TotalsWarning("differs", f"{element}: {found} khác tổng tính được "
+                                          f"{total}", element=element, found=found, computed=total))  # fmt: skip
 
     sums = _by_rate(doc)
     stated = {s.rate: s for s in doc.summaries}
@@ -146,21 +161,23 @@ def check_totals(doc: Document) -> list[str]:
         if summary is None and (no_vat or rate.strip().upper() in NO_TAX):
             continue
         if summary is None:
-            warnings.append(f"LTSuat: thiếu dòng tổng hợp cho thuế suất {rate or '(trống)'}")
+            warnings.append(TotalsWarning("no_rate_row", "LTSuat: thiếu dòng tổng hợp cho thuế "
+                                          f"suất {rate or '(trống)'}", rate=rate))  # fmt: skip
             continue
         # Producers differ on whether a trade discount lowers its rate's ThTien.
         if summary.taxable_amount not in (goods - discount, goods):
             differs(summary.taxable_amount, goods - discount, f"LTSuat[{rate}]/ThTien")
     for summary in doc.summaries:
         if summary.rate not in sums and summary.taxable_amount:
-            warnings.append(
-                f"LTSuat[{summary.rate}]/ThTien: {vn_number(summary.taxable_amount)} "
-                "không có dòng hàng hóa nào cùng thuế suất"
-            )
+            found = vn_number(summary.taxable_amount)
+            warnings.append(TotalsWarning("rate_row_without_lines", f"LTSuat[{summary.rate}]/ThTien:"
+                                          f" {found} không có dòng hàng hóa nào cùng thuế suất",
+                                          rate=summary.rate, found=found))  # fmt: skip
         try:
             fraction = rate_fraction(summary.rate)
         except ValueError:
-            warnings.append(f"LTSuat/TSuat: thuế suất {summary.rate!r} không hợp lệ")
+            warnings.append(TotalsWarning("bad_rate", f"LTSuat/TSuat: thuế suất {summary.rate!r} "
+                                          "không hợp lệ", rate=summary.rate))  # fmt: skip
             continue
         if _adjusting(doc) and not summary.taxable_amount:
             continue  # an adjustment of the tax alone: no amount for the tax to follow
@@ -203,8 +220,8 @@ def check_totals(doc: Document) -> list[str]:
 
     year = doc.series[1:3] if len(doc.series) >= 3 else ""
     if year != f"{doc.issued_on.year % 100:02d}":
-        warnings.append(
-            f"KHHDon: năm {year} trong ký hiệu {doc.series} khác năm lập hóa đơn "
-            f"{doc.issued_on.year} (NLap)"
-        )
+        warnings.append(TotalsWarning("series_year", f"KHHDon: năm {year} trong ký hiệu "
+                                      f"{doc.series} khác năm lập hóa đơn {doc.issued_on.year} "
+                                      "(NLap)", year=year, series=doc.series,
+                                      issue_year=str(doc.issued_on.year)))  # fmt: skip
     return warnings

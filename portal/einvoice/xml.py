@@ -12,6 +12,8 @@ Errors are `InvoiceXmlError`: `message` is an English template (a gettext msgid)
 from __future__ import annotations
 
 import io
+import re
+from contextvars import ContextVar
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
@@ -37,6 +39,8 @@ RELATED_FIELDS = (
     "GChu",
 )
 MAX_XML_BYTES = 5 * 1024 * 1024
+# "1500000,5" or "1.500.000,50": a number written the Vietnamese way, not the schema's decimal.
+DECIMAL_COMMA = re.compile(r"-?[0-9.]*[0-9],[0-9]+")
 
 
 class InvoiceXmlError(ValueError):
@@ -49,6 +53,23 @@ class InvoiceXmlError(ValueError):
         if element is not None:
             self.params.setdefault("element", element)
         super().__init__(message % self.params if self.params else message)
+        # Every problem found in the file (this one first), and the document as far as it
+        # could be read, so that a caller can name every other reason too.
+        self.problems: list[InvoiceXmlError] = [self]
+        self.document: Document | None = None
+
+
+# The problems found so far by the parse in progress: a value that is not a number, a date
+# or a whole number is noted there and parsing goes on, so every such value is named.
+_problems: ContextVar[list[InvoiceXmlError] | None] = ContextVar("problems", default=None)
+
+
+def _note(error: InvoiceXmlError) -> None:
+    """Note a problem with one value and go on, or raise it when nothing is collecting."""
+    problems = _problems.get()
+    if problems is None:
+        raise error
+    problems.append(error)
 
 
 # --- safe parsing -------------------------------------------------------------------
@@ -146,14 +167,27 @@ def _decimal(parent, name: str, path: str) -> Decimal | None:
     raw = _text(parent, name, path)
     if not raw:
         return None
+    if DECIMAL_COMMA.fullmatch(raw):
+        _note(
+            InvoiceXmlError(
+                "%(element)s: %(value)s is written with a decimal comma; invoice XML writes "
+                "numbers with a point and no thousands separator (e.g. 1500000.5).",
+                element=path,
+                params={"value": raw[:40]},
+            )
+        )
+        return None
     try:
         value = Decimal(raw)
     except InvalidOperation:
         value = None
     if value is None or not value.is_finite() or "e" in raw.lower():
-        raise InvoiceXmlError(
-            "%(element)s: %(value)s is not a number.", element=path, params={"value": raw[:40]}
+        _note(
+            InvoiceXmlError(
+                "%(element)s: %(value)s is not a number.", element=path, params={"value": raw[:40]}
+            )
         )
+        return None
     return value
 
 
@@ -162,11 +196,15 @@ def _int(parent, name: str, path: str, required: bool = False) -> int | None:
     if not raw:
         return None
     if not raw.isdigit():
-        raise InvoiceXmlError(
+        error = InvoiceXmlError(
             "%(element)s: %(value)s is not a whole number.",
             element=path,
             params={"value": raw[:40]},
         )
+        if required:
+            raise error  # the invoice's identity: nothing else can be read without it
+        _note(error)
+        return None
     return int(raw)
 
 
@@ -176,11 +214,14 @@ def _date(parent, name: str, path: str) -> date:
         # Some producers append a time; the date is what counts.
         return date.fromisoformat(raw[:10])
     except ValueError:
-        raise InvoiceXmlError(
-            "%(element)s: %(value)s is not a date (YYYY-MM-DD).",
-            element=path,
-            params={"value": raw[:40]},
-        ) from None
+        _note(
+            InvoiceXmlError(
+                "%(element)s: %(value)s is not a date (YYYY-MM-DD).",
+                element=path,
+                params={"value": raw[:40]},
+            )
+        )
+        return date.min
 
 
 def _zero(value: Decimal | None) -> Decimal:
@@ -199,6 +240,24 @@ def find_invoice(root) -> etree._Element:
     if _local(root) == "HDon":
         return root
     found = [el for el in root.iter() if _local(el) == "HDon"]
+    if _local(root) == "TDiep" and len(found) != 1:
+        # A message to or from the tax authority: its invoices are signed one by one, and
+        # an invoice is stored as the exact bytes it was signed as (docs/decisions.md).
+        kind = next((el.text or "" for el in root.iter() if _local(el) == "MLTDiep"), "")
+        kind = kind.strip()[:10] or "?"
+        if not found:
+            raise InvoiceXmlError(
+                "The file is a message to or from the tax authority (TDiep, type %(type)s) "
+                "that holds no invoice; import the invoice's own XML file (HDon).",
+                element="TDiep",
+                params={"type": kind},
+            )
+        raise InvoiceXmlError(
+            "The file is a message to the tax authority (TDiep, type %(type)s) holding "
+            "%(count)s invoices; import each invoice's own XML file (HDon), or a ZIP of them.",
+            element="TDiep",
+            params={"type": kind, "count": len(found)},
+        )
     if len(found) != 1:
         raise InvoiceXmlError(
             "The root element is %(value)s, not HDon.",
@@ -221,7 +280,30 @@ def parse_xml(data: bytes) -> Document:
 
 
 def parse_tree(root) -> Document:
-    """Read an already safely parsed HDon tree into a Document."""
+    """Read an already safely parsed HDon tree into a Document.
+
+    A value that cannot be read (a number, a date) does not stop the reading: every such
+    value is named in the error's `problems`, and its `document` holds the rest.
+    """
+    problems: list[InvoiceXmlError] = []
+    token = _problems.set(problems)
+    try:
+        doc = _parse_invoice(root)
+    except InvoiceXmlError as fatal:
+        # What stopped the reading comes after the values already found wrong.
+        fatal.problems = [*problems, fatal]
+        raise
+    finally:
+        _problems.reset(token)
+    if problems:
+        error = problems[0]
+        error.problems = problems
+        error.document = doc
+        raise error
+    return doc
+
+
+def _parse_invoice(root) -> Document:
     hdon = find_invoice(root)
     dl = _child(hdon, "DLHDon")
     if dl is None:
@@ -293,9 +375,9 @@ def parse_tree(root) -> Document:
     for i, el in enumerate(_children(_child(tt_el, "DSLPhi"), "LPhi"), 1):
         fees += _zero(_decimal(el, "TPhi", f"TToan/DSLPhi/LPhi[{i}]/TPhi"))
     doc.total_fees = fees
-    if tt_el is None or _decimal(tt_el, "TgTTTBSo", "TToan/TgTTTBSo") is None:
+    if not _text(tt_el, "TgTTTBSo", "TToan/TgTTTBSo"):
         raise InvoiceXmlError("%(element)s is missing or empty.", element="TToan/TgTTTBSo")
-    doc.total_amount = _decimal(tt_el, "TgTTTBSo", "TToan/TgTTTBSo")
+    doc.total_amount = _zero(_decimal(tt_el, "TgTTTBSo", "TToan/TgTTTBSo"))
     # Kept verbatim: the issuer's wording is what the buyer saw (docs/domain.md).
     doc.amount_in_words = _text(tt_el, "TgTTTBChu", "TToan/TgTTTBChu")
     return doc

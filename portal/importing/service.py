@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import secrets
 import zipfile
 from collections.abc import Iterable
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
@@ -160,7 +162,7 @@ def store_document(
         lookup_code=lookup_code,
         state="issued",
         related_info=doc.related_info,
-        warnings="\n".join(warnings),
+        warnings="\n".join(encode_warning(w) for w in warnings),
         source=source,
         xml=bytes(xml),
         xml_sha256=hashlib.sha256(xml).hexdigest(),
@@ -252,8 +254,92 @@ def _mark_related(doc: Document, xml: bytes) -> None:
 # --- importing ----------------------------------------------------------------------
 
 
+# The words for the elements a reason names; the element's own name follows in brackets,
+# as the invoice prints "Ký hiệu (Serial)", so that support can find it in the file.
+ELEMENT_WORDS = {
+    "HDon": _l("Invoice"),
+    "DLHDon": _l("Invoice data"),
+    "TTChung": _l("General information"),
+    "NDHDon": _l("Invoice content"),
+    "NBan": _l("Seller"),
+    "NMua": _l("Buyer"),
+    "Ten": _l("Name"),
+    "MST": _l("Tax code"),
+    "PBan": _l("Version"),
+    "KHMSHDon": _l("Form number"),
+    "KHHDon": _l("Series"),
+    "SHDon": _l("Invoice number"),
+    "NLap": _l("Issue date"),
+    "TGia": _l("Exchange rate"),
+    "TChat": _l("Line kind"),
+    "STT": _l("Line number"),
+    "SLuong": _l("Quantity"),
+    "DGia": _l("Unit price"),
+    "TLCKhau": _l("Discount rate"),
+    "STCKhau": _l("Discount amount"),
+    "ThTien": _l("Amount"),
+    "TThue": _l("Tax amount"),
+    "TgTCThue": _l("Total before tax"),
+    "TgTThue": _l("Total VAT"),
+    "TTCKTMai": _l("Total trade discount"),
+    "TPhi": _l("Fee"),
+    "TgTTTBSo": _l("Total payment"),
+}
+
+
+def element_words(path: str) -> str:
+    """Name an element in the reader's words, its path after: "Amount (HHDVu[1]/ThTien)"."""
+    name = path.rsplit("/", 1)[-1].split("[", 1)[0]
+    words = ELEMENT_WORDS.get(name)
+    return f"{words} ({path})" if words else path
+
+
+WARNING_WORDS = {
+    "differs": _l("%(element)s: %(found)s differs from the computed total %(computed)s."),
+    "no_rate_row": _l("Rate summary (LTSuat): there is no row for the rate %(rate)s."),
+    "rate_row_without_lines": _l(
+        "Rate summary (LTSuat[%(rate)s]/ThTien): %(found)s, but no line has this rate."
+    ),
+    "bad_rate": _l("Rate summary (LTSuat/TSuat): %(rate)s is not a VAT rate."),
+    "series_year": _l(
+        "Series (KHHDon): the year %(year)s in %(series)s is not the issue year %(issue_year)s "
+        "(NLap)."
+    ),
+}
+
+
+def encode_warning(warning: str) -> str:
+    """Store a totals warning as its code and values (JSON); the reader's UI words it."""
+    code = getattr(warning, "code", None)
+    if code is None:
+        return str(warning)
+    return json.dumps({"code": code, **warning.params}, ensure_ascii=False)
+
+
+def warning_words(warning: str) -> str:
+    """Word a totals warning, fresh or stored, in the reader's language.
+
+    Rows stored before warnings were coded hold the Vietnamese sentence: shown as it is.
+    """
+    values = dict(getattr(warning, "params", {}), code=getattr(warning, "code", None))
+    if values["code"] is None and warning.startswith("{"):
+        try:
+            values = json.loads(warning)
+        except ValueError:
+            values = {}
+    words = WARNING_WORDS.get(values.pop("code", None) or "")
+    if words is None:
+        return str(warning)
+    if "element" in values:
+        values["element"] = element_words(values["element"])
+    return str(words) % values
+
+
 def _xml_error(exc: InvoiceXmlError) -> str:
-    return _(exc.message, **exc.params) if exc.params else _(exc.message)
+    params = dict(exc.params)
+    if "element" in params:
+        params["element"] = element_words(params["element"])
+    return _(exc.message, **params) if params else _(exc.message)
 
 
 def _signature_error(exc: SignatureError) -> str:
@@ -320,10 +406,18 @@ def _check(xml: bytes, seller: Seller) -> tuple[Document, list[str], SignerInfo]
     """
     try:
         root = safe_parse(xml).getroot()
-        doc = parse_tree(root)
     except InvoiceXmlError as exc:
         raise ImportRefused([_xml_error(exc)]) from exc
     reasons = []
+    try:
+        doc = parse_tree(root)
+    except InvoiceXmlError as exc:
+        # Name every reason: the values that cannot be read, and, when the rest of the
+        # invoice could be read, what else is wrong with it (a coded series, say).
+        reasons = [_xml_error(problem) for problem in exc.problems]
+        if exc.document is None:
+            raise ImportRefused(reasons) from exc
+        doc = exc.document
     if has_cqt_code(root):
         reasons.append(
             _(

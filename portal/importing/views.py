@@ -1,10 +1,11 @@
 """Upload signed invoice XML files (one, many, or a .zip); approve files signed by strangers."""
 
-from flask import Blueprint, abort, flash, redirect, url_for
+from flask import Blueprint, abort, flash, redirect, send_from_directory, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal.auth.views import role_required
+from portal.demo.history import sample_files, samples_folder
 from portal.extensions import db
 from portal.importing.forms import ImportForm
 from portal.importing.service import (
@@ -14,6 +15,7 @@ from portal.importing.service import (
     pending_count,
     pending_imports,
     reject_import,
+    warning_words,
 )
 from portal.models import Seller
 from portal.web import render
@@ -38,6 +40,7 @@ def index():
         seller=seller,
         report=report,
         waiting=pending_count(),
+        samples=sample_files(),
     )
 
 
@@ -81,3 +84,18 @@ def reject(pending_id: int):
         abort(404)
     flash(_("Rejected: the file was discarded."))
     return redirect(url_for("importing.pending"))
+
+
+@bp.app_template_global()
+def invoice_warning(warning: str) -> str:
+    """A totals warning (fresh or stored) in the reader's language."""
+    return warning_words(warning)
+
+
+@bp.get("/samples/<name>")
+@role_required("sender")
+def sample(name: str):
+    """Download a sample file signed for the demo seller (made by `flask demo seed`)."""
+    if name not in sample_files():
+        abort(404)
+    return send_from_directory(samples_folder(), name, as_attachment=True)

@@ -1,12 +1,14 @@
 """The list's filter form: a plain GET form that htmx also submits."""
 
 from flask_babel import lazy_gettext as _l
-from wtforms import DateField, Form, HiddenField, IntegerField, SearchField, SelectField
+from wtforms import HiddenField, IntegerField, SearchField, SelectField
 from wtforms.fields.choices import SelectChoice as C
 from wtforms.validators import Optional, ValidationError
 
+from portal.forms import DayField, PlainForm
 
-class Conditions(Form):
+
+class Conditions(PlainForm):
     """The conditions the list and the bulk page both select invoices by."""
 
     period = SelectField(
@@ -21,8 +23,8 @@ class Conditions(Form):
         ],
         default="this_month",
     )
-    date_from = DateField(_l("From"), validators=[Optional()], format=["%Y-%m-%d", "%d/%m/%Y"])
-    date_to = DateField(_l("To"), validators=[Optional()], format=["%Y-%m-%d", "%d/%m/%Y"])
+    date_from = DayField(_l("From"), validators=[Optional()])
+    date_to = DayField(_l("To"), validators=[Optional()])
     series = SelectField(_l("Series"), choices=[], validate_choice=False)
     tax_status = SelectField(_l("Tax status"), choices=[], validate_choice=False)
     received = SelectField(

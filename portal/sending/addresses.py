@@ -18,7 +18,9 @@ class AddressList:
     """The normalised, de-duplicated addresses and one error per bad address."""
 
     addresses: list[str] = field(default_factory=list)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (address as typed, reason)
+    # (address as typed, reason code): the seller reads words (sending.forms.ADDRESS_REASONS),
+    # never the validator's English.
+    errors: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def joined(self) -> str:
@@ -37,13 +39,26 @@ def parse_addresses(text: str | None) -> AddressList:
             # is the one that decides whether a domain accepts mail.
             valid = validate_email(raw, check_deliverability=False)
         except EmailNotValidError as error:
-            result.errors.append((raw, str(error)))
+            result.errors.append((raw, reason_of(raw, str(error))))
             continue
         address = valid.normalized
         if address.lower() not in seen:
             seen.add(address.lower())
             result.addresses.append(address)
     return result
+
+
+def reason_of(raw: str, message: str) -> str:
+    """Name what is wrong with an address from email_validator's (English) message."""
+    if "@" not in raw:
+        return "no_at"
+    if "too long" in message:
+        return "too_long"
+    if "after the @-sign" in message or "domain" in message.lower():
+        return "bad_domain"
+    if "before the @-sign" in message or "period" in message:
+        return "bad_local"
+    return "invalid"
 
 
 # Controls (CR, LF, ...), format characters (the bidi overrides and isolates that flip text),

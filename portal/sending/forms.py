@@ -8,6 +8,14 @@ from wtforms.validators import Length, StopValidation, ValidationError
 from portal.inputs import CheckedForm, recipients_error
 from portal.sending.addresses import SEPARATORS, parse_addresses
 
+ADDRESS_REASONS = {
+    "no_at": _l("it has no @"),
+    "bad_local": _l("the part before @ is not valid"),
+    "bad_domain": _l("the part after @ is not a domain name such as example.com"),
+    "too_long": _l("it is too long"),
+    "invalid": _l("it is not an email address"),
+}
+
 
 def _addresses(form, field):
     # Far too many addresses are refused before each is checked: the check costs per address.
@@ -15,8 +23,9 @@ def _addresses(form, field):
         raise StopValidation(error)
     parsed = parse_addresses(field.data)
     for address, reason in parsed.errors:
+        words = ADDRESS_REASONS.get(reason, ADDRESS_REASONS["invalid"])
         field.errors.append(_l("“%(address)s” is not a valid email address: %(reason)s",
-                               address=address, reason=reason))  # fmt: skip
+                               address=address, reason=words))  # fmt: skip
     if parsed.errors:
         raise ValidationError(_l("Fix the addresses above."))
     field.data = "; ".join(parsed.addresses)

@@ -13,26 +13,28 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
+from flask_babel import lazy_gettext as _l
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from portal.sending.addresses import clean_display_name
 
+# Each variable with its description in the reader's language (translations/parts/sending.po).
 VARIABLES = {
-    "seller_name": "Tên người bán",
-    "seller_tax_code": "Mã số thuế người bán",
-    "buyer_name": "Tên người mua",
-    "recipient_name": "Tên người nhận",
-    "form_series": "Ký hiệu (1K26TAA)",
-    "number": "Số hóa đơn",
-    "issue_date": "Ngày hóa đơn",
-    "total": "Tổng tiền thanh toán",
-    "currency": "Loại tiền",
-    "amount_in_words": "Số tiền viết bằng chữ",
-    "lookup_code": "Mã tra cứu",
-    "lookup_url": "Địa chỉ trang tra cứu hóa đơn",
-    "buyer_link": "Đường dẫn xem hóa đơn",
+    "seller_name": _l("Seller's name"),
+    "seller_tax_code": _l("Seller's tax code"),
+    "buyer_name": _l("Buyer's name"),
+    "recipient_name": _l("Recipient's name"),
+    "form_series": _l("Form and series (1K26TAA)"),
+    "number": _l("Invoice number"),
+    "issue_date": _l("Invoice date"),
+    "total": _l("Total payment"),
+    "currency": _l("Currency"),
+    "amount_in_words": _l("Amount in words"),
+    "lookup_code": _l("Lookup code"),
+    "lookup_url": _l("Address of the invoice lookup page"),
+    "buyer_link": _l("Link to view the invoice"),
 }
 
 DEFAULT_SUBJECT = "{{ seller_name }} gửi hóa đơn điện tử số {{ number }} ký hiệu {{ form_series }}"

@@ -22,6 +22,7 @@ from wtforms.validators import (
 )
 
 from portal.einvoice.document import TAX_CODE
+from portal.forms import parse_day
 from portal.inputs import CheckedForm
 from portal.settings.service import MailValues
 
@@ -113,19 +114,24 @@ class TaxSettingsForm(CheckedForm):
         default="0",
     )
     holidays = TextAreaField(
-        _l("Holidays besides weekends (one date a line, YYYY-MM-DD)"), filters=[_strip]
+        _l("Holidays besides weekends (one date a line, dd/mm/yyyy)"), filters=[_strip]
     )
 
     def validate_holidays(self, field):
-        from datetime import date
-
+        days = []
         for line in (field.data or "").split():
-            try:
-                date.fromisoformat(line)
-            except ValueError:
+            day = parse_day(line)
+            if day is None:
                 raise ValidationError(
-                    _l("“%(value)s” is not a date as YYYY-MM-DD", value=line)
+                    _l("“%(value)s” is not a date as dd/mm/yyyy", value=line)
                 ) from None
+            days.append(day)
+        # Kept as yyyy-mm-dd lines (TaxSettings.holidays); typed and shown as dd/mm/yyyy.
+        field.data = "\n".join(day.isoformat() for day in days)
+
+    def show_holidays(self, stored: str) -> None:
+        days = [parse_day(line) for line in (stored or "").split()]
+        self.holidays.data = "\n".join(d.strftime("%d/%m/%Y") for d in days if d)
 
 
 class TemplateForm(CheckedForm):
@@ -150,14 +156,22 @@ class CompanyForm(CheckedForm):
     bank_name = StringField(_l("Bank"), validators=[Length(max=200)])
 
 
+# The legal names of the invoice forms (docs/domain.md, "Identity of an invoice").
+FORM_NAMES = {
+    1: _l("1 — VAT invoice"),
+    2: _l("2 — Sales invoice"),
+    3: _l("3 — Invoice for the sale of public assets"),
+    4: _l("4 — Invoice for the sale of national reserve goods"),
+    5: _l("5 — Stamps, tickets, cards"),
+    6: _l("6 — Delivery note used as an invoice"),
+    7: _l("7 — Commercial invoice"),
+}
+
+
 class SeriesForm(CheckedForm):
     form = SelectField(
         _l("Invoice form"),
-        choices=[SelectChoice(str(n), label) for n, label in (
-            (1, "1 — Hóa đơn giá trị gia tăng"), (2, "2 — Hóa đơn bán hàng"), (3, "3 — Hóa đơn bán tài sản công"),
-            (4, "4 — Hóa đơn bán hàng dự trữ quốc gia"), (5, "5 — Tem, vé, thẻ"),
-            (6, "6 — Phiếu xuất kho"), (7, "7 — Hóa đơn thương mại"),
-        )],
+        choices=[SelectChoice(str(n), label) for n, label in FORM_NAMES.items()],
     )  # fmt: skip
     series = StringField(
         _l("Series"),

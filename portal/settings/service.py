@@ -1,5 +1,6 @@
 """Keep the seller's mail settings and email template, send a test email, preview the template."""
 
+import json
 import traceback
 from dataclasses import dataclass
 from datetime import date
@@ -51,6 +52,38 @@ class TestResult:
     reason: str = ""  # the sentence for the seller when the test failed
     answer: str = ""  # the server's exact answer (code and text), or the connection error
     answered: bool = False  # whether `answer` came from the server (it has a reply code)
+    kind: str = ""  # why it failed, as a code (portal.sending.reasons), kept with the settings
+
+
+# The stored password cannot be decrypted any more (the secret key changed).
+PASSWORD_UNREADABLE = "password_unreadable"  # noqa: S105  (a reason code, not a password)
+
+
+def _password_unreadable_reason() -> str:
+    return _("The stored password can no longer be read (the secret key changed): enter it again.")
+
+
+def test_reason(kind: str) -> str:
+    """The sentence for a failed test's reason code, in the reader's language."""
+    if kind == PASSWORD_UNREADABLE:
+        return _password_unreadable_reason()
+    return explain(kind, None, "", retried=False)
+
+
+def last_test_summary(settings: MailSettings) -> str:
+    """The last test's reason and the server's answer, the reason in the reader's language.
+
+    The row keeps a reason code and the server's words (JSON); rows written before kept the
+    sentence itself, in the language of whoever tested, and are shown as they are.
+    """
+    try:
+        stored = json.loads(settings.last_test_message or "")
+    except ValueError:
+        return settings.last_test_message
+    if not isinstance(stored, dict):
+        return settings.last_test_message
+    kind = stored.get("kind") or ""
+    return " ".join(filter(None, [test_reason(kind) if kind else "", stored.get("answer", "")]))
 
 
 def password_unreadable(settings: MailSettings | None) -> bool:
@@ -118,14 +151,7 @@ def send_test(values: MailValues, to: str) -> TestResult:
         password = decrypt(stored.password_encrypted)
         if password is None:
             return _record(
-                TestResult(
-                    False,
-                    to,
-                    _(
-                        "The stored password can no longer be read (the secret key changed): "
-                        "enter it again."
-                    ),
-                )
+                TestResult(False, to, _password_unreadable_reason(), kind=PASSWORD_UNREADABLE)
             )
     smtp = mailer.SmtpSettings(
         host=values.host, port=values.port, security=values.security,
@@ -144,8 +170,8 @@ def send_test(values: MailValues, to: str) -> TestResult:
         code, reply = mailer.send(smtp, message)
     except mailer.SendError as error:
         answer = f"{error.code or ''} {error.message}".strip()
-        reason = explain(error.kind, None, "", retried=False)
-        return _record(TestResult(False, to, reason, answer, answered=error.code is not None))
+        return _record(TestResult(False, to, test_reason(error.kind), answer,
+                                  answered=error.code is not None, kind=error.kind))  # fmt: skip
     return _record(TestResult(True, to, answer=f"{code} {reply}", answered=True))
 
 
@@ -156,7 +182,10 @@ def _record(result: TestResult) -> TestResult:
         if stored is not None:
             stored.last_test_at = utcnow()
             stored.last_test_ok = result.ok
-            stored.last_test_message = " ".join(filter(None, [result.reason, result.answer]))[:1000]
+            # A code and the server's words, not our sentence: the next reader may read English.
+            stored.last_test_message = json.dumps(
+                {"kind": result.kind, "answer": result.answer[:900]}, ensure_ascii=False
+            )
     return result
 
 

@@ -30,6 +30,12 @@ bp = Blueprint("settings", __name__, url_prefix="/settings")
 bp.add_app_template_global(certificate_service.expiry_warning, "signing_certificate_warning")
 
 
+@bp.app_template_global()
+def last_mail_test(settings) -> str:
+    """The last test email's reason (in the reader's language) and the server's answer."""
+    return settings_service.last_test_summary(settings)
+
+
 @bp.route("/email", methods=["GET", "POST"])
 @role_required("admin")
 def email():
@@ -167,6 +173,7 @@ def _tax_form(settings=None, **kwargs) -> TaxSettingsForm:
     form.provider.choices = [(key, label) for key, (label, _adapter) in PROVIDERS.items()]
     if settings is not None and request.method == "GET":
         form.wait_for_acceptance.data = "1" if settings.wait_for_acceptance else "0"
+        form.show_holidays(settings.holidays)
     return form
 
 

@@ -151,6 +151,36 @@ def reindent(xml: bytes) -> bytes:
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="UTF-8")
 
 
+def with_decimal_commas(xml: bytes) -> bytes:
+    """Write the total and the first line's amount with a decimal comma, as some files do."""
+    root = etree.fromstring(xml)
+    total = root.find("DLHDon/NDHDon/TToan/TgTTTBSo")
+    total.text = f"{D(total.text):.2f}".replace(".", ",")
+    amount = root.find("DLHDon/NDHDon/DSHHDVu/HHDVu/ThTien")
+    amount.text = f"{int(amount.text):,}".replace(",", ".") + ",00"
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="UTF-8")
+
+
+def tdiep(invoices: list[bytes], kind: str = "203") -> bytes:
+    """Wrap signed invoices in a message to the tax authority, as a T-VAN export holds them."""
+    root = etree.Element("TDiep")
+    tt = etree.SubElement(root, "TTChung")
+    for name, value in (
+        ("PBan", "2.1.0"),
+        ("MNGui", "V0312345678"),
+        ("MNNhan", "TCT"),
+        ("MLTDiep", kind),
+        ("MTDiep", "V0312345678" + "0123456789ABCDEF0123456789ABCDEF"),
+        ("MST", SELLER_TAX_CODE),
+        ("SLuong", str(len(invoices))),
+    ):
+        etree.SubElement(tt, name).text = value
+    data = etree.SubElement(root, "DLieu")
+    for xml in invoices:
+        data.append(etree.fromstring(xml))
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="UTF-8")
+
+
 BOMB = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [
  <!ENTITY lol "lol">
@@ -235,6 +265,12 @@ def samples() -> dict[str, bytes]:
     dup.buyer = deepcopy(dup.buyer)
     dup.buyer.name = "Một người mua khác"
     out["duplicate_number.xml"] = sign(dup)
+    # Several reasons in one file: a coded series and amounts with a decimal comma.
+    out["c_series_decimal_comma.xml"] = sign(
+        with_decimal_commas(build_xml(base_document(12, series="C26TAA")))
+    )
+    out["tdiep_3_invoices.xml"] = tdiep([sign(base_document(n)) for n in (13, 14, 15)])
+    out["tdiep_no_invoice.xml"] = tdiep([], kind="999")
     out["malformed.xml"] = good[: len(good) // 2]
     out["bomb.xml"] = BOMB
     out["mixed.zip"] = make_zip(
