@@ -88,6 +88,10 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        from portal.database import schema_filters
+
+        for key, hook in schema_filters(connection.dialect.name).items():
+            conf_args.setdefault(key, hook)
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
 
         with context.begin_transaction():

@@ -133,5 +133,10 @@ class Config:
         self.PAGE_SIZE = int(os.environ.get("PAGE_SIZE", "50"))
         # The API refuses an issue date more than this many days before today (or after it).
         self.ISSUE_DATE_MAX_AGE_DAYS = int(os.environ.get("ISSUE_DATE_MAX_AGE_DAYS", "31"))
+        # The list counts a tab no further than this and shows "10000+" (0: always exactly);
+        # a search matching more invoices than LIST_SEARCH_COUNT_LIMIT shows "1000+" and no
+        # other tab counts: counting each match costs a read of each (docs/decisions.md).
+        self.LIST_COUNT_LIMIT = int(os.environ.get("LIST_COUNT_LIMIT", "10000"))
+        self.LIST_SEARCH_COUNT_LIMIT = int(os.environ.get("LIST_SEARCH_COUNT_LIMIT", "1000"))
         # Uploads (XML files, zips of them) are read into memory.
         self.MAX_CONTENT_LENGTH = 50 * 1024 * 1024

@@ -133,3 +133,31 @@ def after_commit(callback: Callable[[], object]) -> None:
 def in_unit_of_work() -> bool:
     """Whether a write() is open on this session."""
     return db.session().info.get("unit_of_work") is not None
+
+
+# Tables the migrations make that no model describes: SQLite's full-text index of the
+# invoice list and the shadow tables FTS5 keeps for it (docs/decisions.md, "Invoice list").
+UNMODELLED_TABLES = frozenset(
+    f"invoice_search{suffix}" for suffix in ("", "_data", "_idx", "_docsize", "_config")
+)
+
+
+def schema_filters(dialect: str) -> dict:
+    """Alembic's include hooks for comparing the models with a database of this dialect.
+
+    They skip the FTS5 tables, and the indexes a model declares for the other engine only
+    (`Index(...).ddl_if(dialect=...)`), which that engine never has.
+    """
+
+    def include_name(name, type_, _parent_names):
+        return not (type_ == "table" and name in UNMODELLED_TABLES)
+
+    def include_object(obj, _name, type_, reflected, _compare_to):
+        ddl_if = getattr(obj, "_ddl_if", None)
+        if type_ == "index" and not reflected and ddl_if is not None and ddl_if.dialect:
+            return dialect in (
+                [ddl_if.dialect] if isinstance(ddl_if.dialect, str) else ddl_if.dialect
+            )
+        return True
+
+    return {"include_name": include_name, "include_object": include_object}

@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from flask_login import UserMixin
 from sqlalchemy import (
+    Computed,
+    Float,
     ForeignKey,
     Index,
     LargeBinary,
@@ -104,6 +106,19 @@ class Invoice(db.Model):
         Index("ix_invoice_send_status", "send_status", "issued_on"),
         Index("ix_invoice_series", "series", "issued_on"),
         Index("ix_invoice_tax_status", "tax_status", "issued_on"),
+        # The list's exact lookup of a typed number and its sort by total: money is text on
+        # SQLite, so it sorts by the number the text holds (docs/decisions.md, "Invoice list").
+        Index("ix_invoice_number", "number"),
+        Index("ix_invoice_total", "total_amount", "id").ddl_if(dialect="postgresql"),
+        Index("ix_invoice_total_sort", "total_sort", "id").ddl_if(dialect="sqlite"),
+        # The accent-free search on PostgreSQL; SQLite has the invoice_search FTS5 table the
+        # migration made, kept in step by triggers (portal/invoices/service.py).
+        Index(
+            "ix_invoice_search_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -140,6 +155,11 @@ class Invoice(db.Model):
     total_fees: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     total_amount: Mapped[Decimal] = mapped_column(Money)
     amount_in_words: Mapped[str] = mapped_column(String(500))
+    # The total as a number, computed by the database: SQLite keeps money as text, and the
+    # list sorts by total through an index on this (on PostgreSQL by total_amount itself).
+    total_sort: Mapped[float | None] = mapped_column(
+        Float, Computed("CAST(total_amount AS FLOAT)"), nullable=True
+    )
 
     lookup_code: Mapped[str] = mapped_column(String(32), unique=True)
     state: Mapped[str] = mapped_column(String(16), default="issued")

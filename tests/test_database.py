@@ -105,8 +105,13 @@ def _schema_drift():
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    from portal.database import schema_filters
+
     with db.engine.connect() as connection:
-        return compare_metadata(MigrationContext.configure(connection), db.metadata)
+        context = MigrationContext.configure(
+            connection, opts=schema_filters(connection.dialect.name)
+        )
+        return compare_metadata(context, db.metadata)
 
 
 def test_the_migrations_build_the_schema_the_models_describe(app):

@@ -341,3 +341,167 @@ def test_list_queries_on_postgresql(postgres_app):
             assert [i.number for i in found.items] == [3]
             assert found.counts == {"all": 1, "not_sent": 0, "failed": 1, "sent": 0}
             assert service.series_choices() == ["1K26TAA"]
+
+
+def _indexed(query: str) -> set[int]:
+    """The invoices SQLite's trigram index itself finds for a folded query."""
+    rows = db.session.execute(
+        db.text("SELECT rowid FROM invoice_search WHERE invoice_search MATCH :q"),
+        {"q": service._phrase(query)},
+    )
+    return {row[0] for row in rows}
+
+
+def test_search_finds_partial_accent_free_matches_through_the_trigram_index(app):
+    with app.app_context():
+        today = seller_today(app)
+        wanted = make_invoice(number=11, issued_on=today, buyer_name="Công ty TNHH Ánh Dương",
+                              buyer_email="ketoan@anhduong.vn").id  # fmt: skip
+        other = make_invoice(number=12, issued_on=today, buyer_name="Cửa hàng Bình Minh").id
+        assert _indexed("anh duong") == {wanted}  # the index holds the folded text
+        with app.test_request_context():
+            for query in ("ÁNH DƯƠNG", "anh duo", "nh dương", "toan@anhd", "tnhh ánh"):
+                found = service.list_invoices(service.Filters(q=query))
+                assert [i.id for i in found.items] == [wanted], query
+                assert found.counts["all"] == 1 and not found.capped
+            # Two characters are below the index's trigrams: the column itself is read.
+            assert [i.id for i in service.list_invoices(service.Filters(q="bì")).items] == [other]
+            assert service.list_invoices(service.Filters(q='"anh')).items == []
+            assert service.list_invoices(service.Filters(q="anh duong x")).items == []
+
+
+def test_the_search_index_follows_inserts_updates_and_deletes(app):
+    """The migration's triggers keep the FTS5 table in step with invoice.search_text."""
+    from portal.models import Invoice
+
+    with app.app_context():
+        invoice = make_invoice(number=21, issued_on=seller_today(app), buyer_name="Nhà hàng Sen")
+        assert _indexed("nha hang sen") == {invoice.id}
+        invoice.search_text = "00000021 quan an hoa mai"
+        db.session.commit()
+        assert _indexed("nha hang sen") == set() and _indexed("hoa mai") == {invoice.id}
+        with app.test_request_context():
+            assert [i.id for i in service.list_invoices(service.Filters(q="Hoa Mai")).items] == [
+                invoice.id
+            ]
+            assert service.list_invoices(service.Filters(q="nhà hàng")).items == []
+        db.session.execute(db.delete(Invoice).where(Invoice.id == invoice.id))
+        db.session.commit()
+        assert _indexed("hoa mai") == set()
+        # The index agrees with its content table (FTS5's own check raises if not).
+        db.session.execute(
+            db.text(
+                "INSERT INTO invoice_search (invoice_search, rank) VALUES ('integrity-check', 1)"
+            )
+        )
+
+
+def test_a_broad_search_is_not_counted_past_the_limit(listed):
+    listed.config["LIST_SEARCH_COUNT_LIMIT"] = 2
+    listed.config["PAGE_SIZE"] = 2
+    with listed.test_request_context():
+        # Every invoice of the fixture holds an "a" (short: read from the column, not the index).
+        exact = service.list_invoices(service.Filters(q="a", period="all"))
+        assert exact.capped and exact.counts == {"all": 2} and exact.total_label == "2+"
+        assert exact.pages == 2 and len(exact.items) == 2 and exact.count_label("failed") == ""
+    listed.config["LIST_SEARCH_COUNT_LIMIT"] = 100
+    with listed.test_request_context():
+        full = service.list_invoices(service.Filters(q="a", period="all"))
+    assert not full.capped and full.total > 2
+    assert [i.id for i in exact.items] == [i.id for i in full.items]  # the same rows, in order
+    listed.config["LIST_SEARCH_COUNT_LIMIT"] = 2
+    with listed.test_request_context():
+        # Under the filters the broad search matches few rows: those are counted exactly.
+        narrow = service.list_invoices(service.Filters(q="a", tab="failed", series="1K26TAA",
+                                                       received="no", tax_status="not_sent"))  # fmt: skip
+        assert not narrow.capped
+    client = listed.test_client()
+    login(client, "viewer")
+    page = get(client, q="a", period="all")
+    assert 'data-tab="all">Tất cả <span class="count">2+</span>' in page
+    assert 'data-tab="failed">Gửi lỗi</a>' in page
+    assert "Hơn 2 hóa đơn khớp" in page and "Trang 1" in page and 'rel="next"' in page
+    second = get(client, q="a", period="all", page=2)
+    assert 'rel="prev"' in second
+    # The poller's tab counts say the same.
+    statuses = client.get("/invoices/statuses", query_string={"q": "a", "period": "all"})
+    assert '<span class="count">2+</span>' in statuses.get_data(as_text=True)
+
+
+def test_tabs_are_counted_up_to_the_limit(listed):
+    with listed.test_request_context():
+        exact = service.list_invoices(service.Filters(period="this_year"))
+    listed.config["LIST_COUNT_LIMIT"] = 1
+    with listed.test_request_context():
+        # A month is always counted exactly; a longer period up to the limit.
+        assert service.list_invoices(service.Filters()).counts["all"] == 5
+        bounded = service.list_invoices(service.Filters(period="this_year"))
+        assert bounded.counts == {"not_sent": 1, "failed": 1, "sent": 1, "all": 3}
+        assert bounded.over == {"not_sent", "failed", "all"} and bounded.capped
+        assert [bounded.count_label(t) for t in ("all", "not_sent", "sent")] == ["3+", "1+", "1"]
+        sent = service.list_invoices(service.Filters(tab="sent", period="this_year"))
+        assert not sent.capped and sent.total == 1 and sent.pages == 1
+        assert service.tab_counts(service.Filters(period="this_year"))[1] == bounded.over
+    assert [i.id for i in bounded.items] == [i.id for i in exact.items]  # the same rows
+    client = listed.test_client()
+    login(client, "viewer")
+    page = get(client, period="this_year")
+    assert 'data-tab="all">Tất cả <span class="count">3+</span>' in page
+    assert 'data-tab="sent">Đã gửi HĐ cho KH <span class="count">1</span>' in page
+    assert "1–5 / 5+" in page and "Hơn" not in page
+    listed.config["LIST_COUNT_LIMIT"] = 0  # no limit: counted exactly, as before
+    assert 'data-tab="all">Tất cả <span class="count">5</span>' in get(client, period="this_year")
+
+
+def test_sorting_by_total_reads_the_numeric_sort_key(listed):
+    from portal.models import Invoice
+
+    with listed.app_context():
+        totals = db.session.execute(db.select(Invoice.total_amount, Invoice.total_sort)).all()
+        assert totals and all(float(amount) == key for amount, key in totals)
+        plan = " ".join(
+            str(row[-1])
+            for row in db.session.execute(
+                db.text(
+                    "EXPLAIN QUERY PLAN SELECT id FROM invoice ORDER BY total_sort DESC, id DESC"
+                )
+            )
+        )
+        assert "ix_invoice_total_sort" in plan and "TEMP B-TREE" not in plan
+
+
+@pytest.mark.postgres
+def test_search_on_postgresql_finds_partial_accent_free_matches_through_pg_trgm(postgres_app):
+    with postgres_app.app_context():
+        today = seller_today(postgres_app)
+        wanted = make_invoice(number=11, issued_on=today, buyer_name="Công ty TNHH Ánh Dương")
+        make_invoice(number=12, issued_on=today, buyer_name="Cửa hàng Bình Minh")
+        with postgres_app.test_request_context():
+            for query in ("ÁNH DƯƠNG", "anh duo", "nh dương", "tnhh ánh"):
+                found = service.list_invoices(service.Filters(q=query))
+                assert [i.number for i in found.items] == [11], query
+            assert service.list_invoices(service.Filters(q="100%")).items == []
+            assert [i.number for i in service.list_invoices(service.Filters(q="bình m")).items] == [
+                12
+            ]
+        # A changed search text is found at once (the GIN index is the column's own).
+        wanted.search_text = "00000011 quan an hoa mai"
+        db.session.commit()
+        with postgres_app.test_request_context():
+            assert [
+                i.number for i in service.list_invoices(service.Filters(q="hoa mai")).items
+            ] == [11]
+            assert service.list_invoices(service.Filters(q="anh duong")).items == []
+        # The search's own condition (LIKE ... ESCAPE) can use the trigram index.
+        from sqlalchemy.dialects import postgresql
+
+        condition = service.search_condition("anh duong")
+        sql = str(
+            db.select(db.literal(1))
+            .where(condition)
+            .compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        )
+        db.session.execute(db.text("SET LOCAL enable_seqscan = off"))
+        plan = " ".join(row[0] for row in db.session.execute(db.text("EXPLAIN " + sql)))
+        assert "ix_invoice_search_trgm" in plan
+        db.session.rollback()

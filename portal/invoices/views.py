@@ -100,7 +100,8 @@ def statuses():
     ids = ids_of(request.args.getlist("ids"), 200)
     invoices = db.session.scalars(db.select(Invoice).where(Invoice.id.in_(ids))).all()
     pending = [i for i in invoices if SendStatus(i.send_status).is_active]
-    page = service.Page(invoices, 0, 1, 1, 1, counts=service.tab_counts(filters))
+    counts, over = service.tab_counts(filters)
+    page = service.Page(invoices, 0, 1, 1, 1, counts=counts, over=over)
     return render_template(
         "invoices/_statuses.html",
         invoices=invoices,
