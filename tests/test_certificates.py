@@ -100,6 +100,17 @@ def audit_rows(app, prefix: str = "") -> list[tuple[str, str, str]]:
         ]
 
 
+def issue_one(app):
+    """Ask the API, with a new token, to issue one small invoice in the series."""
+    token = app.test_cli_runner().invoke(args=["api-tokens", "create", "erp"]).output.strip()
+    return app.test_client().post(
+        "/api/v1/invoices",
+        json={"series": f"1{SERIES}", "buyer": {"name": "An"},
+              "lines": [{"name": "A", "quantity": 1, "unit_price": 1000, "vat_rate": "10%"}]},
+        headers={"Authorization": f"Bearer {token}"},
+    )  # fmt: skip
+
+
 def test_a_forged_self_signed_import_is_not_issued_and_marks_nothing(seller_app):
     sender = client_as(seller_app, "sender")
     assert (
@@ -269,13 +280,7 @@ def test_a_certificate_alone_in_pem_or_der_lets_its_imports_count(seller_app):
         )
         assert not row.can_sign
     # A certificate alone never signs: issuing still has no key.
-    token = seller_app.test_cli_runner().invoke(args=["api-tokens", "create", "erp"]).output.strip()
-    issued = seller_app.test_client().post(
-        "/api/v1/invoices",
-        json={"series": f"1{SERIES}", "buyer": {"name": "An"},
-              "lines": [{"name": "A", "quantity": 1, "unit_price": 1000, "vat_rate": "10%"}]},
-        headers={"Authorization": f"Bearer {token}"},
-    )  # fmt: skip
+    issued = issue_one(seller_app)
     assert issued.status_code == 409 and "no signing certificate" in issued.get_json()["message"]
     # Removed (a token lost, say): the next file it signed waits for approval again.
     assert sender.post(f"/settings/certificates/{row.id}/remove").status_code == 403
@@ -367,13 +372,7 @@ def test_an_expired_certificate_cannot_sign(seller_app):
     admin, page = register_p12(seller_app, days=365, started_days_ago=400)
     assert "Expired: it cannot sign" in page.text
     assert "The signing certificate expired on" in page.text  # the banner admins see everywhere
-    token = seller_app.test_cli_runner().invoke(args=["api-tokens", "create", "erp"]).output.strip()
-    issued = seller_app.test_client().post(
-        "/api/v1/invoices",
-        json={"series": f"1{SERIES}", "buyer": {"name": "An"},
-              "lines": [{"name": "A", "quantity": 1, "unit_price": 1000, "vat_rate": "10%"}]},
-        headers={"Authorization": f"Bearer {token}"},
-    )  # fmt: skip
+    issued = issue_one(seller_app)
     assert issued.status_code == 409
     assert "expired on" in issued.get_json()["message"]
     assert "cannot sign" in issued.get_json()["message"]
