@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from rq.job import Job
 
 from portal.extensions import db
 from portal.models import Delivery, DeliveryAttempt, Invoice
@@ -162,3 +163,32 @@ def test_only_a_process_of_this_machine_can_be_told_dead():
     # Another host or container, or a process whose start time could not be read: the lease.
     assert outbox.claimer_alive("elsewhere/4026531836:4194000:1")
     assert outbox.claimer_alive(f"{machine}:4194000:?")
+
+
+def test_many_items_go_ten_to_a_job_and_a_lost_chunk_is_enqueued_again(outbox_app):
+    with outbox_app.app_context():
+        ids = [queued_delivery() for _ in range(12)]
+        get_redis().flushdb()  # the single jobs of queue_delivery are gone
+        assert outbox.enqueue(service.DELIVERIES, ids)
+        jobs = [Job.fetch(j, connection=get_redis()) for j in delivery_jobs()]
+        assert sorted(job.args[1] for job in jobs) == [ids[:10], ids[10:]]
+        assert {job.func_name for job in jobs} == {outbox.RUN_MANY}
+        assert outbox.reconcile()["delivery"]["requeued"] == 0  # each item's chunk is pending
+        # Redis loses the second chunk: only its two items are enqueued again.
+        (second,) = [job for job in jobs if job.args[1] == ids[10:]]
+        get_redis().delete(second.key)
+        assert outbox.reconcile()["delivery"]["requeued"] == 2
+        assert outbox.reconcile()["delivery"]["requeued"] == 0
+
+
+def test_a_chunk_runs_each_item_once(outbox_app, smtp_server):
+    with outbox_app.app_context():
+        service.mail_settings().port = smtp_server.port
+        db.session.commit()
+        ids = [queued_delivery() for _ in range(3)]
+        held = outbox.claim(service.DELIVERIES, ids[1])  # another worker has the second
+        assert outbox.run_many("delivery", ids) == ["sent", "skipped", "sent"]
+        outbox.finish(held, outbox.Outcome.sent(250, "OK"))
+        assert len(smtp_server.messages) == 2
+        statuses = db.session.scalars(db.select(Delivery.status).where(Delivery.id.in_(ids)))
+        assert list(statuses) == ["sent"] * 3

@@ -255,3 +255,35 @@ def test_nothing_goes_when_before_data_says_no(smtp_server):
         mailer.send(smtp, message(smtp), before_data=lambda: calls.append(1) or False)
     assert calls == [1] and caught.value.kind == "aborted"
     assert smtp_server.messages == []
+
+
+def test_the_message_is_written_as_the_standard_generator_writes_it():
+    import email.message
+    import os
+
+    pdf = os.urandom(60_000)  # an 80 KB message, as an invoice email is
+    smtp = settings(25)
+    mail = message(
+        smtp, attachments=[mailer.Attachment("1K26TAA_00000123.pdf", "application/pdf", pdf)]
+    )
+    built = mail._message()
+    built.set_boundary("==boundary==")  # the stock output then has the same boundaries
+    built.get_payload()[0].set_boundary("==inner==")
+    mail._message = lambda: built
+    ours = mail.as_bytes()
+    assert ours == email.message.Message.as_bytes(built)
+    assert b"\r\n\r\n" in ours and b"\n" not in ours.replace(b"\r\n", b"")
+
+
+@pytest.mark.parametrize(
+    ("body", "stuffed"),
+    [
+        (b"a\r\n.b\r\n", b"a\r\n..b\r\n.\r\n"),
+        (b".first\r\nlast", b"..first\r\nlast\r\n.\r\n"),
+        (b"bare\n.lf\nends", b"bare\r\n..lf\r\nends\r\n.\r\n"),
+        (b"mixed\r\n.x\n..y\r\n", b"mixed\r\n..x\r\n...y\r\n.\r\n"),
+        (b"", b"\r\n.\r\n"),
+    ],
+)
+def test_data_lines_are_dot_stuffed_and_end_in_crlf(body, stuffed):
+    assert mailer._dot_stuffed(body) == stuffed

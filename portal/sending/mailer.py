@@ -7,6 +7,7 @@ apart (outcome unknown, not failed). Workers keep their connection open between 
 """
 
 import dataclasses
+import email.generator
 import email.policy
 import re
 import smtplib
@@ -15,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import formataddr, make_msgid, parseaddr
+from io import BytesIO
 
 from flask_mail import Message
 
@@ -204,6 +206,24 @@ class InvoiceMessage(Message):
                 built.set_raw(header, value)
         return built
 
+    def as_bytes(self) -> bytes:
+        built = self._message()
+        out = BytesIO()
+        _Generator(out, mangle_from_=False, policy=built.policy).flatten(built)
+        return out.getvalue()
+
+
+class _Generator(email.generator.BytesGenerator):
+    """The standard generator, writing a part's lines in one call rather than two per line.
+
+    The same bytes; the stock loop took 2 ms of the 2.7 ms an 80 KB invoice email took to
+    write out (README, "Performance").
+    """
+
+    def _write_lines(self, lines):
+        if lines:
+            self.write(email.generator.NLCRE.sub(self._NL, lines))
+
 
 def split(address: str | tuple[str, str]) -> tuple[str, str]:
     return address if isinstance(address, tuple) else parseaddr(address)
@@ -320,7 +340,12 @@ def _dialogue(
 
 def _dot_stuffed(body: bytes) -> bytes:
     """CRLF line ends, leading dots doubled, and the end-of-data line (RFC 5321 4.5.2)."""
-    body = re.sub(rb"(?m)^\.", b"..", re.sub(rb"\r?\n", b"\r\n", body))
+    if body.count(b"\n") != body.count(b"\r\n"):
+        body = re.sub(rb"\r?\n", b"\r\n", body)
+    # bytes.replace rather than a regular expression: a tenth of the time on 80 KB.
+    body = body.replace(b"\r\n.", b"\r\n..")
+    if body.startswith(b"."):
+        body = b"." + body
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
     return body + b".\r\n"

@@ -382,11 +382,13 @@ def log_attempt(delivery, held, result, status, now) -> None:
 
 def refresh_invoices(delivery_ids: list[int]) -> None:
     """Refresh the status columns of these deliveries' invoices."""
-    projection.refresh(
-        list(
-            db.session.scalars(db.select(Delivery.invoice_id).where(Delivery.id.in_(delivery_ids)))
-        )
-    )
+    projection.refresh(list(db.session.scalars(_INVOICES_OF, {"ids": delivery_ids})))
+
+
+# Built once: every email runs it twice (README, "Performance").
+_INVOICES_OF = db.select(Delivery.invoice_id).where(
+    Delivery.id.in_(db.bindparam("ids", expanding=True))
+)
 
 
 def maintain() -> dict[str, int]:
