@@ -287,3 +287,15 @@ def test_the_message_is_written_as_the_standard_generator_writes_it():
 )
 def test_data_lines_are_dot_stuffed_and_end_in_crlf(body, stuffed):
     assert mailer._dot_stuffed(body) == stuffed
+
+
+def test_every_multipart_has_its_own_boundary_that_no_encoded_body_can_contain():
+    smtp = settings(25)
+    boundaries = [
+        part.get_boundary()
+        for _ in range(2)
+        for part in message(smtp)._message().walk()
+        if part.is_multipart()
+    ]
+    assert len(boundaries) == len(set(boundaries)) == 4  # mixed and alternative, twice
+    assert all(b.startswith("=_") and len(b) == 34 for b in boundaries)
