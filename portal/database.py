@@ -6,7 +6,10 @@ start while the session holds work that nobody committed, and runs the callbacks
 with `after_commit()` (enqueueing a job is one) once the commit succeeded.
 """
 
+import fcntl
 import logging
+import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -104,7 +107,10 @@ def write() -> Iterator[UnitOfWork]:
         # transaction takes its lock up front. Nothing is pending, so nothing is lost.
         session.rollback()
     unit = session.info["unit_of_work"] = UnitOfWork()
+    queue = _write_queue(session)
     try:
+        if queue is not None:
+            fcntl.flock(queue, fcntl.LOCK_EX)
         session.connection(execution_options=IMMEDIATE)
         yield unit
         session.commit()
@@ -112,6 +118,8 @@ def write() -> Iterator[UnitOfWork]:
         session.rollback()
         raise
     finally:
+        if queue is not None:
+            fcntl.flock(queue, fcntl.LOCK_UN)
         session.info.pop("unit_of_work", None)
     for callback in unit.callbacks:
         try:
@@ -120,6 +128,41 @@ def write() -> Iterator[UnitOfWork]:
             # The rows are committed; what the callback does (enqueue a job) the reconciler
             # does later too.
             log.exception("after-commit callback %r failed", callback)
+
+
+# SQLite lets a writer that finds its lock taken poll for it, sleeping 1, 2, 5, 10 ms and
+# more between tries: two workers recording emails spent a tenth of their time asleep
+# behind locks held for half a millisecond. So every write() first queues on an flock of a
+# file beside the database, which the kernel hands to the next waiter the moment it is
+# released (docs/decisions.md, "Database"). SQLite's lock stays what decides; writers that
+# do not go through write() (a migration, a backup) are waited for as before.
+_queues = threading.local()
+
+
+class _QueueFile:
+    """One thread's open descriptor of a queue file, closed with the thread's locals."""
+
+    def __init__(self, path: str):
+        try:
+            self.fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            self.fd = None  # a read-only folder: SQLite's own waiting only
+
+    def __del__(self):
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+def _write_queue(session: Session) -> int | None:
+    """This thread's descriptor of the database's queue file, or None (not an SQLite file)."""
+    url = session.get_bind().url
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    key = (os.getpid(), url.database)  # a forked child must not share its parent's file
+    files = _queues.__dict__.setdefault("files", {})
+    if key not in files:
+        files[key] = _QueueFile(url.database + "-writers")
+    return files[key].fd
 
 
 def after_commit(callback: Callable[[], object]) -> None:

@@ -87,6 +87,44 @@ def test_write_takes_the_sqlite_write_lock_up_front(app):
         other.close()
 
 
+def test_writers_queue_on_a_file_lock_that_passes_on_when_the_unit_of_work_ends(app):
+    """A writer in another process waits in the kernel's queue, woken when the lock is free."""
+    import fcntl
+    import os
+    import subprocess
+    import sys
+
+    from portal.database import write
+    from portal.models import Customer
+
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///") + "-writers"
+    probe = (
+        "import fcntl, os, sys\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    print('free')\n"
+        "except BlockingIOError:\n    print('held')\n"
+    )
+
+    def seen_from_another_process() -> str:
+        run = subprocess.run([sys.executable, "-c", probe, path], capture_output=True, text=True)
+        return run.stdout.strip()
+
+    with app.app_context():
+        with write():
+            db.session.add(Customer(name="Công ty A"))
+            assert seen_from_another_process() == "held"
+        assert seen_from_another_process() == "free"
+        with pytest.raises(ValueError), write():
+            raise ValueError("the block fails")
+        assert seen_from_another_process() == "free"  # a rollback passes it on too
+        # A thread of this process has a file of its own, so threads queue as processes do.
+        fd = os.open(path, os.O_RDWR)
+        with write():
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.close(fd)
+
+
 def test_a_pdf_is_never_rendered_inside_a_unit_of_work(app):
     from portal.database import write
     from portal.rendering.service import invoice_pdf
