@@ -17,6 +17,7 @@ when it had (`data_sent_at`, written just before the data goes out).
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -33,7 +34,7 @@ import redis
 from flask import Flask, current_app
 from rq import get_current_job
 from rq.job import Job
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import OperationalError
 
 from portal.database import after_commit, write
@@ -129,17 +130,12 @@ class Claim:
         False when the claim was lost meanwhile (the reconciler gave up on this worker):
         the caller must then not send anything.
         """
-        model = self.kind.model
+        statement = _data_sent_statement(self.kind.model, tuple(sorted(values)))
         with write():
-            result = db.session.execute(
-                update(model)
-                .where(
-                    model.id == self.item_id,
-                    model.status == OutboxStatus.SENDING,
-                    model.attempts == self.attempt,
-                )
-                .values(data_sent_at=utcnow(), **values)
-            )
+            result = db.session.connection().execute(
+                statement, {"item_id": self.item_id, "attempt": self.attempt, "now": utcnow(),
+                            **values},
+            )  # fmt: skip
         self.data_sent = result.rowcount == 1
         return self.data_sent
 
@@ -281,28 +277,59 @@ def claim(kind: Kind, item_id: int) -> Claim | None:
             if moved and kind.on_change:
                 kind.on_change([item_id])
             return None
-        row = db.session.execute(
-            update(model)
-            .where(
-                model.id == item_id,
-                model.status == OutboxStatus.QUEUED,
-                model.next_attempt_at <= now,
+        row = (
+            db.session.connection()
+            .execute(
+                _claim_statement(model),
+                {"item_id": item_id, "now": now, "me": me, "lease_until": now + lease},
             )
-            .values(
-                status=OutboxStatus.SENDING,
-                attempts=model.attempts + 1,
-                claimed_at=now,
-                claimed_by=me,
-                lease_until=now + lease,
-                data_sent_at=None,
-            )
-            .returning(model.attempts)
-        ).first()
+            .first()
+        )
         if row is None:
             return None
         if kind.on_change:
             kind.on_change([item_id])
     return Claim(kind, item_id, row.attempts, now, me)
+
+
+# The claim's and the data mark's statements, built once per kind and run as SQL: building
+# and running them through the ORM's bulk update (with the status refreshes) took 3.4 ms of
+# the 15 ms a worker spent on an email (README, "Performance"). They change only the item's
+# row, which no session holds at that moment.
+
+
+@functools.cache
+def _claim_statement(model):
+    return (
+        update(model)
+        .where(
+            model.id == bindparam("item_id"),
+            model.status == OutboxStatus.QUEUED,
+            model.next_attempt_at <= bindparam("now"),
+        )
+        .values(
+            status=OutboxStatus.SENDING,
+            attempts=model.attempts + 1,
+            claimed_at=bindparam("now"),
+            claimed_by=bindparam("me"),
+            lease_until=bindparam("lease_until"),
+            data_sent_at=None,
+        )
+        .returning(model.attempts)
+    )
+
+
+@functools.cache
+def _data_sent_statement(model, columns: tuple[str, ...]):
+    return (
+        update(model)
+        .where(
+            model.id == bindparam("item_id"),
+            model.status == OutboxStatus.SENDING,
+            model.attempts == bindparam("attempt"),
+        )
+        .values(data_sent_at=bindparam("now"), **{c: bindparam(c) for c in columns})
+    )
 
 
 def run_many(kind_name: str, item_ids: list[int]) -> list[str]:

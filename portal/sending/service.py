@@ -382,7 +382,9 @@ def log_attempt(delivery, held, result, status, now) -> None:
 
 def refresh_invoices(delivery_ids: list[int]) -> None:
     """Refresh the status columns of these deliveries' invoices."""
-    projection.refresh(list(db.session.scalars(_INVOICES_OF, {"ids": delivery_ids})))
+    db.session.flush()
+    found = db.session.connection().execute(_INVOICES_OF, {"ids": delivery_ids}).scalars()
+    projection.refresh(list(found))
 
 
 # Built once: every email runs it twice (README, "Performance").
