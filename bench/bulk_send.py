@@ -55,7 +55,7 @@ def wait_done(system: System, batch_id: int, count: int) -> float:
             return time.perf_counter() - started
         if time.perf_counter() - started > 7200:
             raise SystemExit(f"not done after two hours: {counts}")
-        time.sleep(0.5)
+        time.sleep(0.1)  # a count is a millisecond's read; 0.5 s added 7% to a warm batch
 
 
 def render_floor(system: System, count: int, sample: int) -> tuple[float, int]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, syntax
 
 
 @dataclass
@@ -51,6 +52,46 @@ class Handler:
         return self.reply
 
 
+class _BlockReadingSMTP(SMTP):
+    """aiosmtpd's server, reading the message data in one go rather than line by line.
+
+    aiosmtpd awaits every line of DATA: about 2.5 ms of CPU for an invoice email's 1,500
+    lines, a fifth of what the portal itself spends on one, on the same two cores. A mail
+    server in production does not share the portal's cores that way (README, "Performance").
+    What arrives is the same: the data up to the end mark, with leading dots undone.
+    """
+
+    # Commands stay short; the limit also sizes the reader's buffer, which holds a message.
+    line_length_limit = 64 * 1024 * 1024
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
+            return
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            # The portal's messages always hold headers, so the end mark follows a line end.
+            raw = await self._reader.readuntil(b"\r\n.\r\n")
+        except asyncio.CancelledError:
+            self._writer.close()
+            raise
+        content = raw[:-3].replace(b"\r\n..", b"\r\n.")
+        if content.startswith(b".."):
+            content = content[1:]
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
+
+
+class _Controller(Controller):
+    def factory(self):
+        return _BlockReadingSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class Sink:
     """Start, stop and restart the server on one port."""
 
@@ -61,7 +102,7 @@ class Sink:
 
     def start(self) -> "Sink":
         if self.controller is None:
-            self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+            self.controller = _Controller(self.handler, hostname="127.0.0.1", port=self.port)
             self.controller.start()
         return self
 
