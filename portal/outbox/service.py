@@ -98,7 +98,8 @@ class Kind:
     perform: Callable[[int, Claim], Outcome]
     # Seconds to wait before each retry; the item fails after len() + 1 attempts.
     retry_intervals: Callable[[], list[int]]
-    # log_attempt(item, claim, outcome, status, now): keep the attempt, inside the unit of work.
+    # log_attempt(claim, outcome, status, now): keep the attempt, inside the unit of work, after
+    # the item's row took the outcome.
     log_attempt: Callable | None = None
     # on_change(item_ids): refresh what is derived from the items (the invoices' status).
     on_change: Callable[[list[int]], None] | None = None
@@ -405,18 +406,40 @@ def finish(held: Claim, outcome: Outcome) -> None:
             pause = min(pause * 2, 8)
 
 
-def _locked(held: Claim):
-    """The held item, read afresh under a row lock (on SQLite the write lock is already held)."""
-    options = {"populate_existing": True}
-    if db.engine.dialect.name == "postgresql":
-        options["with_for_update"] = True
-    return db.session.get(held.kind.model, held.item_id, **options)
+@functools.cache
+def _outcome_statements(model):
+    """Read the held row (and lock it, for PostgreSQL), and write an outcome to it."""
+    read = select(model.id, model.status, model.attempts, model.deferrals,
+                  model.next_attempt_at).where(model.id == bindparam("item_id"))  # fmt: skip
+    write_outcome = (
+        update(model)
+        .where(model.id == bindparam("item_id"))
+        .values(
+            status=bindparam("status"),
+            deferrals=bindparam("deferrals"),
+            next_attempt_at=bindparam("next_attempt_at"),
+            error_kind=bindparam("error_kind"),
+            reply_code=bindparam("reply_code"),
+            reply_message=bindparam("reply_message"),
+            lease_until=None,
+            finished_at=bindparam("finished_at"),
+        )
+    )
+    return read, read.with_for_update(), write_outcome
 
 
-def _apply(held: Claim, outcome: Outcome, now: datetime, item=None) -> bool:
-    """Move the item to the outcome's status, inside the caller's unit of work."""
+def _apply(held: Claim, outcome: Outcome, now: datetime) -> bool:
+    """Move the item to the outcome's status, inside the caller's unit of work.
+
+    In SQL on the session's connection, like the claim: the ORM's load and flush of the row
+    were a third of recording an outcome. No session holds the row: the caller's unit of
+    work began on a clean session.
+    """
     kind = held.kind
-    item = item if item is not None else _locked(held)
+    read, locked, write_outcome = _outcome_statements(kind.model)
+    connection = db.session.connection()
+    postgresql = db.engine.dialect.name == "postgresql"
+    item = connection.execute(locked if postgresql else read, {"item_id": held.item_id}).first()
     if (
         item is None
         or item.attempts != held.attempt
@@ -428,29 +451,30 @@ def _apply(held: Claim, outcome: Outcome, now: datetime, item=None) -> bool:
                     held.attempt, outcome.status)  # fmt: skip
         return False
     status = outcome.status
+    deferrals, next_attempt_at = item.deferrals, item.next_attempt_at
     if status == OutboxStatus.RETRYING:
         intervals = kind.retry_intervals()
-        deferred = not outcome.counts and item.deferrals < MAX_DEFERRALS
+        deferred = not outcome.counts and deferrals < MAX_DEFERRALS
         if deferred:
-            item.deferrals += 1
-        tried = item.attempts - item.deferrals  # the attempts that used up a retry
+            deferrals += 1
+        tried = item.attempts - deferrals  # the attempts that used up a retry
         if deferred or tried <= len(intervals):
             wait = outcome.wait
             if wait is None:
                 wait = intervals[max(0, tried - 1)] if intervals else 0
-            item.next_attempt_at = now + timedelta(seconds=0 if outcome.retry_now else wait)
+            next_attempt_at = now + timedelta(seconds=0 if outcome.retry_now else wait)
         else:
             status = OutboxStatus.FAILED
-    item.status = status
-    item.error_kind = outcome.kind
-    item.reply_code = outcome.code
-    item.reply_message = outcome.message
-    item.lease_until = None
-    item.finished_at = now if status.is_final else None
+    connection.execute(write_outcome, {
+        "item_id": held.item_id, "status": status, "deferrals": deferrals,
+        "next_attempt_at": next_attempt_at, "error_kind": outcome.kind,
+        "reply_code": outcome.code, "reply_message": outcome.message,
+        "finished_at": now if status.is_final else None,
+    })  # fmt: skip
     if kind.log_attempt:
-        kind.log_attempt(item, held, outcome, status, now)
+        kind.log_attempt(held, outcome, status, now)
     if kind.on_change:
-        kind.on_change([item.id])
+        kind.on_change([held.item_id])
     return True
 
 
