@@ -36,6 +36,10 @@ class AppWorker(SimpleWorker):
 
         super().__init__(*args, **kwargs)
         self.app = create_app()
+        with self.app.app_context():
+            from portal.rendering.pdf import warm_up
+
+            warm_up()
 
     def execute_job(self, job, queue):
         # A context per job: `g` and the database session start clean, and the session is
