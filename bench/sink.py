@@ -57,7 +57,7 @@ class _BlockReadingSMTP(SMTP):
 
     aiosmtpd awaits every line of DATA: about 2.5 ms of CPU for an invoice email's 1,500
     lines, a fifth of what the portal itself spends on one, on the same two cores. A mail
-    server in production does not share the portal's cores that way (README, "Performance").
+    server in production does not share the portal's cores that way (README, "Measured").
     What arrives is the same: the data up to the end mark, with leading dots undone.
     """
 

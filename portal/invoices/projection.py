@@ -124,7 +124,7 @@ CHUNK = 5000
 @functools.cache
 def _statements():
     """The lock and the UPDATE, built once: building them took most of a refresh's time
-    (every email refreshes its invoice twice; README, "Performance")."""
+    (every email refreshes its invoice twice; README, "Measured")."""
     ids = bindparam("ids", expanding=True)
     lock = select(Invoice.id).where(Invoice.id.in_(ids)).order_by(Invoice.id).with_for_update()
     strong_at = _first_receipt(ReceiptEvent.at, STRONG_RECEIPTS)

@@ -295,7 +295,7 @@ def claim(kind: Kind, item_id: int) -> Claim | None:
 
 # The claim's and the data mark's statements, built once per kind and run as SQL: building
 # and running them through the ORM's bulk update (with the status refreshes) took 3.4 ms of
-# the 15 ms a worker spent on an email (README, "Performance"). They change only the item's
+# the 15 ms a worker spent on an email (README, "Measured"). They change only the item's
 # row, which no session holds at that moment.
 
 

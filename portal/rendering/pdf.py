@@ -99,7 +99,7 @@ def warm_up() -> None:
     """Import the PDF stack and load its fonts now (a worker, before its first job).
 
     Otherwise the first PDF a worker renders waits about a second for them: a second added
-    to the first email of a batch, twice (README, "Performance").
+    to the first email of a batch, twice (README, "Measured").
     """
     html_to_pdf("<p>Hóa đơn <b>Hóa đơn</b></p>")
 

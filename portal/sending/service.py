@@ -393,7 +393,7 @@ def refresh_invoices(delivery_ids: list[int]) -> None:
     projection.refresh(list(found))
 
 
-# Built once: every email runs it twice (README, "Performance").
+# Built once: every email runs it twice (README, "Measured").
 _INVOICES_OF = db.select(Delivery.invoice_id).where(
     Delivery.id.in_(db.bindparam("ids", expanding=True))
 )
