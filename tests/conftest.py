@@ -13,7 +13,7 @@ from werkzeug.serving import make_server
 
 from portal import create_app
 from portal.auth.views import create as create_user
-from portal.extensions import db
+from portal.extensions import db, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -52,6 +52,10 @@ def make_app(tmp_path, migrated_db, **overrides):
         "RATELIMIT_STORAGE_URI": "memory://",
     }
     config.update(overrides)
+    # The limiter is one object for every app of the process, and init_app keeps its "the
+    # storage is down, count in memory" flag: after a test whose Redis was down, the next app
+    # would count in memory until the library's backoff check moves it back, mid-test.
+    limiter._storage_dead = False
     app = create_app(config)
     app.instance_path = str(tmp_path)
     return app
