@@ -27,6 +27,7 @@ import sqlite3
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -74,30 +75,15 @@ def silent_mail(system: System, sink: Sink, options) -> str:
     return f"mail server taking the data and never answering for {options.silence:.0f} s"
 
 
-def sandbox(system: System, path: str, data: dict | None = None) -> dict:
-    """Talk to the T-VAN sandbox's control API (its token is in the instance's credentials)."""
-    import json
-    import urllib.request
-
-    token = json.loads((system.folder / "tvan" / "credentials.json").read_text())["control_token"]
-    body = json.dumps(data).encode() if data is not None else None
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{system.env['TVAN_PORT']}{path}", body,
-        method="POST" if body else "GET", headers={"X-Control-Token": token},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310  (loopback)
-        return json.loads(answer.read())
-
-
 def sandbox_down(system: System, sink: Sink, options) -> str:
-    sandbox(system, "/_control", {"down": True})
-    threading.Timer(options.outage, sandbox, args=(system, "/_control", {"down": False})).start()
+    system.sandbox("/_control", {"down": True})
+    threading.Timer(options.outage, system.sandbox, args=("/_control", {"down": False})).start()
     return f"T-VAN sandbox down (503) for {options.outage:.0f} s"
 
 
 def sandbox_loses(system: System, sink: Sink, options) -> str:
     lost = max(2, options.n // 10)
-    sandbox(system, "/_control", {"lose_receipts": lost, "lose_notices": lost})
+    system.sandbox("/_control", {"lose_receipts": lost, "lose_notices": lost})
     return f"T-VAN sandbox losing the next {lost} receipts (999) and {lost} notices (204)"
 
 
@@ -207,20 +193,27 @@ def count_tax(ids: list[int], system: System) -> dict:
     identities = system.identities(ids)
     arrived = Counter()
     accepted = Counter()
-    for tax_code, form, series, number, verdict, times in sandbox(system, "/_ledger")["invoices"]:
+    for tax_code, form, series, number, verdict, times in system.sandbox("/_ledger")["invoices"]:
         key = (tax_code, form, series, number)
         arrived[key] += times
         if verdict == "accepted":
             accepted[key] += times
     verdicts = system.tax_results(ids)
     row = Counter()
+    wrong = []
     for invoice_id in ids:
         key = identities[invoice_id]
+        # Lost: the authority never accepted it and the portal does not say it was rejected.
+        lost = accepted[key] == 0 and verdicts.get(invoice_id) != "rejected"
+        false = (verdicts.get(invoice_id) == "accepted") != (accepted[key] == 1)
         row["tax once"] += accepted[key] == 1
         row["tax twice+"] += arrived[key] > 1
-        # Lost: the authority never accepted it and the portal does not say it was rejected.
-        row["tax lost"] += accepted[key] == 0 and verdicts.get(invoice_id) != "rejected"
-        row["false states"] += (verdicts.get(invoice_id) == "accepted") != (accepted[key] == 1)
+        row["tax lost"] += lost
+        row["false states"] += false
+        if lost or false or arrived[key] > 1:
+            wrong.append(invoice_id)
+    for state in system.tax_states(wrong):
+        print(f"  tax of invoice {state.pop('invoice_id')}: {state}", flush=True)
     return row
 
 
@@ -319,30 +312,43 @@ def main(argv=None) -> int:
         # Some demo buyers have no address: seed enough for the bulk batches to be full.
         seeded = sum(sizes.values()) + sum(v for k, v in sizes.items() if k.startswith("bulk:"))
         with System(seeded, sink.port, env, keep=options.keep) as system:
-            client = Client(system.url)
-            ids = system.invoice_ids()
-            # A bulk batch takes invoices whose buyer has an address (retail buyers may not);
-            # the other faults send to addresses of their own, so take the rest.
-            emails = system.buyer_emails(ids)
-            needed = sum(size for name, size in sizes.items() if name.startswith("bulk:"))
-            for_bulk = [i for i in ids if emails.get(i)][-needed:] if needed else []
-            taken = set(for_bulk)
-            pools = {"bulk": for_bulk, "plain": [i for i in ids if i not in taken]}
-            start = {"plain": 0, "bulk": 0}
-            for name, inject in faults.items():
-                key = "bulk" if name.startswith("bulk:") else "plain"
-                batch = pools[key][start[key] : start[key] + sizes[name]]
-                start[key] += sizes[name]
-                rows.append(run_fault(name, inject, system, sink, client, batch, options))
-                print(f"{name}: done in {rows[-1]['seconds']:.0f} s", flush=True)
-                sink.handler.mode = "normal"
-                sink.start()
+            try:
+                rows = run_faults(faults, sizes, system, sink, options)
+            except Exception:
+                # The launcher's log after the traceback: why a part did not answer.
+                traceback.print_exc()
+                print(f"the launcher's log, to the end:\n{system.log_text()}", file=sys.stderr)
+                return 2
     finally:
         sink.stop()
     print_table(rows, options.n, options.bulk)
     keys = ("lost", "duplicated", "tax lost", "tax twice+", "false states")
     bad = sum(row.get(key, 0) for row in rows for key in keys)
     return 1 if bad else 0
+
+
+def run_faults(faults: dict, sizes: dict, system: System, sink: Sink, options) -> list[dict]:
+    """Each fault in turn, on invoices of its own; a row of counts for each."""
+    rows = []
+    client = Client(system.url)
+    ids = system.invoice_ids()
+    # A bulk batch takes invoices whose buyer has an address (retail buyers may not);
+    # the other faults send to addresses of their own, so take the rest.
+    emails = system.buyer_emails(ids)
+    needed = sum(size for name, size in sizes.items() if name.startswith("bulk:"))
+    for_bulk = [i for i in ids if emails.get(i)][-needed:] if needed else []
+    taken = set(for_bulk)
+    pools = {"bulk": for_bulk, "plain": [i for i in ids if i not in taken]}
+    start = {"plain": 0, "bulk": 0}
+    for name, inject in faults.items():
+        key = "bulk" if name.startswith("bulk:") else "plain"
+        batch = pools[key][start[key] : start[key] + sizes[name]]
+        start[key] += sizes[name]
+        rows.append(run_fault(name, inject, system, sink, client, batch, options))
+        print(f"{name}: done in {rows[-1]['seconds']:.0f} s", flush=True)
+        sink.handler.mode = "normal"
+        sink.start()
+    return rows
 
 
 if __name__ == "__main__":

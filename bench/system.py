@@ -135,6 +135,35 @@ class System:
     def log_text(self) -> str:
         return (self.folder / "launcher.log").read_text()[-4000:]
 
+    def sandbox(self, path: str, data: dict | None = None) -> dict:
+        """Ask the T-VAN sandbox's control API (GET, or POST data) at the address it got.
+
+        The launcher moves the sandbox off TVAN_PORT when that port is taken, and prints where
+        it is; a refused connection (the launcher restarting it) is tried again for 30 s.
+        """
+        found = re.findall(
+            r"T-VAN sandbox at (http://\S+)", (self.folder / "launcher.log").read_text()
+        )
+        token = json.loads((self.folder / "tvan" / "credentials.json").read_text())["control_token"]
+        body = json.dumps(data).encode() if data is not None else None
+        request = urllib.request.Request(
+            found[-1] + path, body, method="POST" if body else "GET",
+            headers={"X-Control-Token": token},
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 (loopback)
+                    return json.loads(answer.read())
+            except urllib.error.URLError as error:
+                if not isinstance(error.reason, ConnectionRefusedError):
+                    raise
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the T-VAN sandbox does not answer: {self.log_text()}"
+                    ) from error
+                time.sleep(0.5)
+
     # --- its processes -----------------------------------------------------------------
 
     def child(self, part: str) -> int | None:
@@ -202,6 +231,18 @@ class System:
         with self.engine.connect() as conn:
             return {row.id: (row.seller_tax_code, row.form, row.series, row.number)
                     for row in conn.execute(query) if row.id in wanted}  # fmt: skip
+
+    def tax_states(self, invoice_ids: list[int]) -> list[dict]:
+        """Each submission of the invoices and its message, for a report of what went wrong."""
+        query = sa.text(
+            "SELECT s.invoice_id, s.id AS submission, s.result, s.error_code, m.id AS message, "
+            "m.status, m.attempts, m.error_kind, m.receipt_at, m.receipt_ok, m.notice_at, "
+            "m.looked_up_at, m.finished_at FROM tax_submission s "
+            "LEFT JOIN tax_message m ON m.id = s.message_id ORDER BY s.id"
+        )
+        wanted = set(invoice_ids)
+        with self.engine.connect() as conn:
+            return [row._asdict() for row in conn.execute(query) if row.invoice_id in wanted]
 
     def invoice_statuses(self, invoice_ids: list[int]) -> dict[int, str]:
         wanted = set(invoice_ids)

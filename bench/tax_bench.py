@@ -10,10 +10,8 @@ verdict, and the sandbox's ledger (every invoice accepted exactly once).
 """
 
 import argparse
-import json
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -22,15 +20,6 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench.sink import Sink  # noqa: E402
 from bench.system import Client, System, free_port  # noqa: E402
-
-
-def ledger(system: System) -> dict:
-    secrets = json.loads((system.folder / "tvan" / "credentials.json").read_text())
-    port = system.env.get("TVAN_PORT")
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/_ledger",
-                                     headers={"X-Control-Token": secrets["control_token"]})  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310  (loopback)
-        return json.loads(answer.read())
 
 
 def main() -> None:
@@ -62,7 +51,7 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             with system.engine.connect() as conn:
                 messages = conn.execute(sa.text("SELECT COUNT(*) FROM tax_message")).scalar()
-            seen = ledger(system)
+            seen = system.sandbox("/_ledger")
     finally:
         sink.stop()
     twice = sum(1 for row in seen["invoices"] if row[-1] > 1)

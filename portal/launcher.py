@@ -112,6 +112,17 @@ def _sandbox_secrets(folder: Path) -> dict[str, str]:
     return made
 
 
+def sandbox_command(folder: Path, port: int, callback: str, notice_delay: str) -> list[str]:
+    """The T-VAN sandbox's command: its secrets stay in the file _sandbox_secrets made.
+
+    On the command line `ps` would show them to every local user, and one that starts with
+    "-" (1 in 64 of them) would read as an option, so the sandbox would never start.
+    """
+    return [sys.executable, "-m", "tvan_sandbox", "--port", str(port), "--data", str(folder),
+            "--credentials", str(folder / "credentials.json"), "--callback", callback,
+            "--notice-delay", notice_delay]  # fmt: skip
+
+
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     load_dotenv(ROOT / ".env")
@@ -166,13 +177,9 @@ def main() -> int:
             env.update(TVAN_ENDPOINT=f"http://127.0.0.1:{tvan_port}", TVAN_SANDBOX="1",
                        TVAN_USERNAME=secrets_of["user"], TVAN_PASSWORD=secrets_of["password"],
                        TVAN_CALLBACK_SECRET=secrets_of["callback_secret"])  # fmt: skip
-            sandbox = [sys.executable, "-m", "tvan_sandbox", "--port", str(tvan_port),
-                       "--data", str(instance / "tvan"), "--user", secrets_of["user"],
-                       "--password", secrets_of["password"],
-                       "--control-token", secrets_of["control_token"],
-                       "--callback", f"{env['PORTAL_BASE_URL']}/tax/callback/sandbox",
-                       "--callback-secret", secrets_of["callback_secret"],
-                       "--notice-delay", env.get("TVAN_NOTICE_DELAY", "1")]  # fmt: skip
+            sandbox = sandbox_command(instance / "tvan", tvan_port,
+                                      f"{env['PORTAL_BASE_URL']}/tax/callback/sandbox",
+                                      env.get("TVAN_NOTICE_DELAY", "1"))  # fmt: skip
             children.append(Child("tvan sandbox", lambda: _spawn(sandbox, env)))
             children[-1].launch()
             print(f"T-VAN sandbox at {env['TVAN_ENDPOINT']} (data in {instance / 'tvan'})",

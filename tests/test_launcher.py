@@ -219,3 +219,46 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     assert admin_login in output  # printed again at every start
     assert "redis stopped" in output and "redis started again" in output
     assert [pid for pid in started | restarted if alive(pid)] == []
+
+
+def test_the_sandbox_starts_whatever_its_secrets_look_like_and_ps_does_not_show_them(tmp_path):
+    # secrets.token_urlsafe starts with "-" once in 64: as a command-line value it read as
+    # an option, and that instance's sandbox never started (its secrets are kept).
+    import base64
+    import json
+
+    from portal.launcher import sandbox_command
+
+    folder = tmp_path / "tvan"
+    folder.mkdir()
+    kept = {"user": "portal", "password": "-Pa55word", "control_token": "--token",
+            "callback_secret": "-secret"}  # fmt: skip
+    (folder / "credentials.json").write_text(json.dumps(kept))
+    port = free_port()
+    command = sandbox_command(folder, port, "http://127.0.0.1:9/tax/callback/sandbox", "1")
+    sandbox = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    auth = "Basic " + base64.b64encode(b"portal:-Pa55word").decode()
+
+    def answers() -> bool:
+        assert sandbox.poll() is None, sandbox.stderr.read()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/ping",
+                                         headers={"Authorization": auth})  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(answers)
+        shown = cmdline(sandbox.pid)
+        assert not any(value in shown for value in kept.values() if value != "portal")
+        ledger = urllib.request.Request(f"http://127.0.0.1:{port}/_ledger",
+                                        headers={"X-Control-Token": "--token"})  # fmt: skip
+        with urllib.request.urlopen(ledger, timeout=5) as answer:
+            assert json.loads(answer.read())["invoices"] == []
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
+        sandbox.stderr.close()

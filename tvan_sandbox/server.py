@@ -3,6 +3,11 @@
     python -m tvan_sandbox --port 8600 --data instance/tvan --user U --password P
                            [--control-token T] [--callback URL --callback-secret S]
                            [--notice-delay 1.0]
+    python -m tvan_sandbox --credentials instance/tvan/credentials.json ...
+
+--credentials names a JSON file of user, password, control_token and callback_secret, so
+the secrets are not on the command line (where `ps` shows them, and where a value that
+starts with "-" reads as an option); a flag given as well overrides the file.
 
 API (HTTP Basic authentication):
 - POST /api/v1/messages            a TDiep 203; answers at once with the 999
@@ -302,13 +307,20 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=NAME)
     parser.add_argument("--port", type=int, default=8600)
     parser.add_argument("--data", default="instance/tvan")
-    parser.add_argument("--user", required=True)
-    parser.add_argument("--password", required=True)
-    parser.add_argument("--control-token", default="")
+    parser.add_argument("--credentials", help="a JSON file of the secrets below")
+    parser.add_argument("--user")
+    parser.add_argument("--password")
+    parser.add_argument("--control-token")
     parser.add_argument("--callback", default="")
-    parser.add_argument("--callback-secret", default="")
+    parser.add_argument("--callback-secret")
     parser.add_argument("--notice-delay", type=float, default=1.0)
     options = parser.parse_args(argv)
+    kept = json.loads(Path(options.credentials).read_text()) if options.credentials else {}
+    for name in ("user", "password", "control_token", "callback_secret"):
+        if getattr(options, name) is None:
+            setattr(options, name, kept.get(name, ""))
+    if not options.user or not options.password:
+        parser.error("a user and a password are needed (--user, --password or --credentials)")
     if options.callback and not options.callback.startswith(("http://", "https://")):
         parser.error("--callback must be an http(s) URL")
     etree.set_default_parser(etree.XMLParser(resolve_entities=False, no_network=True))
