@@ -21,7 +21,7 @@ from portal.models import (
 from portal.outbox import service as outbox
 from portal.runtime.queue import get_redis
 from portal.sending import service as sending
-from tests.conftest import login
+from tests.conftest import PASSWORD, create_user, login
 from tests.factories import make_invoice
 from tests.helpers import add_mail_settings, wait_for, work_in_process
 
@@ -47,6 +47,19 @@ HTMX = {"HX-Request": "true"}
 
 @pytest.fixture
 def bulk_app(app, users, redis_url, smtp_server):
+    return prepared(app, redis_url, smtp_server)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def bulk_app_any_db(request, redis_url, smtp_server):
+    app = request.getfixturevalue("app" if request.param == "sqlite" else "postgres_app")
+    with app.app_context():
+        create_user("sender", PASSWORD, "sender")
+    return prepared(app, redis_url, smtp_server)
+
+
+def prepared(app, redis_url, smtp_server):
+    """Twelve invoices of one customer in March 2026, a mail account, an empty queue."""
     app.config.update(REDIS_URL=redis_url, RQ_QUEUE="test-bulk", SEND_RETRY_INTERVALS="0,0",
                       BULK_PAUSE_IN_A_ROW=5, BULK_PAUSE_WINDOW=10)  # fmt: skip
     with app.app_context():
@@ -229,6 +242,27 @@ def test_cancel_the_rest_leaves_them_unsent_and_says_so(bulk_app, smtp_server):
     login(client, "viewer")
     listing = client.get("/?period=all&tab=not_sent").get_data(as_text=True)
     assert "Đã hủy gửi" in listing
+
+
+def test_a_batch_owes_the_authority_only_what_no_pending_or_accepted_submission_covers(
+    bulk_app_any_db,
+):
+    bulk_app = bulk_app_any_db
+    ids = bulk_app.invoice_ids
+    with bulk_app.app_context():
+        # Accepted, pending, rejected: only the rejected one is owed again (with the rest).
+        for invoice_id, result in zip(ids[:3], ("accepted", "pending", "rejected"), strict=True):
+            db.session.add(TaxSubmission(invoice_id=invoice_id, result=result))
+        db.session.commit()
+    batch_id = draft(bulk_app)
+    with bulk_app.app_context():
+        bulk.tick_all(batch_id, True)
+        bulk.start(batch_id, None)
+        new = db.session.scalars(db.select(TaxSubmission.invoice_id)
+                                 .where(TaxSubmission.message_id.is_(None),
+                                        TaxSubmission.result == "pending",
+                                        TaxSubmission.id > 3)).all()  # fmt: skip
+        assert sorted(new) == sorted(ids[2:])
 
 
 def test_failures_past_the_threshold_pause_the_batch_and_only_failed_ones_are_retried(

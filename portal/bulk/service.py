@@ -274,6 +274,7 @@ class Summary:
 def recipients(batch: Batch, ids: list[int]) -> dict[int, tuple[str, str, str, list[str]]]:
     """The effective (name, to, cc, errors) of each invoice, in a few queries."""
     found = {}
+    checked: dict[tuple[str, str], list[str]] = {}  # buyers repeat: each pair is checked once
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         overrides = _overrides(batch, chunk)
@@ -287,7 +288,9 @@ def recipients(batch: Batch, ids: list[int]) -> dict[int, tuple[str, str, str, l
                 name, to, cc = override.recipient_name, override.to_addresses, override.cc_addresses
             else:
                 name, to, cc = person or buyer, email, ""
-            found[invoice_id] = (name, to, cc, address_errors(to, cc))
+            if (to, cc) not in checked:
+                checked[to, cc] = address_errors(to, cc)
+            found[invoice_id] = (name, to, cc, checked[to, cc])
     return found
 
 
@@ -412,18 +415,20 @@ def start(batch_id: int, user_id: int) -> Started:
             ))  # fmt: skip
         going = [i for i in ids if i not in in_flight and not who[i][3]]
         now = utcnow()
+        name_of = lru_cache(maxsize=None)(clean_display_name)  # buyers repeat
         rows = [
             dict(invoice_id=i, method="email", status=OutboxStatus.QUEUED.value, batch_id=batch.id,
-                 recipient_name=clean_display_name(who[i][0]),
+                 recipient_name=name_of(who[i][0]),
                  to_addresses=";".join(_parsed(who[i][1]).addresses),
                  cc_addresses=";".join(_parsed(who[i][2]).addresses), bcc_addresses="",
                  created_by_id=user_id, created_at=now, next_attempt_at=now)
             for i in going
         ]  # fmt: skip
+        # Inserted as SQL: the ORM's bulk insert took twice as long as the inserts themselves.
         for begin in range(0, len(rows), CHUNK):
-            db.session.execute(insert(Delivery), rows[begin : begin + CHUNK])
+            db.session.execute(insert(Delivery.__table__), rows[begin : begin + CHUNK])
         _save_to_customers(batch)
-        queue_unpacked(going, user_id)
+        queue_unpacked(batch.id, user_id)
         projection.refresh(going)
         batch.status = BatchStatus.RUNNING
         batch.started_at = now

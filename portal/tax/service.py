@@ -17,7 +17,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload, undefer
 
@@ -230,24 +230,26 @@ def submit_invoices(
     return made
 
 
-def queue_unpacked(invoice_ids: list[int], user_id: int | None = None) -> int:
-    """Write submissions without their message yet, for a bulk send; call inside write().
+def queue_unpacked(batch_id: int, user_id: int | None = None) -> int:
+    """Write submissions without their message yet for a bulk send's invoices; inside write().
 
+    One for each invoice of the batch's deliveries that no pending or accepted submission
+    covers, in one INSERT ... SELECT (row by row from Python it took a tenth of the click).
     The batch's job packs them into messages (pack_pending) after the commit, so the click
     that sends thousands does not build megabytes of messages first. Returns how many.
     """
-    now = utcnow()
-    count = 0
-    for begin in range(0, len(invoice_ids), 1000):
-        chunk = invoice_ids[begin : begin + 1000]
-        already = covering(chunk)
-        rows = [dict(invoice_id=i, message_id=None, created_by_id=user_id, created_at=now,
-                     result="pending", error_code="", error_text="", fix_hint="")
-                for i in dict.fromkeys(chunk) if i not in already]  # fmt: skip
-        if rows:
-            db.session.execute(insert(TaxSubmission), rows)
-            count += len(rows)
-    return count
+    table = TaxSubmission.__table__
+    covered = exists().where(
+        TaxSubmission.invoice_id == Delivery.invoice_id, TaxSubmission.result.in_(COVERING)
+    )
+    rows = select(
+        Delivery.invoice_id, literal(user_id, table.c.created_by_id.type),
+        literal(utcnow(), table.c.created_at.type), literal("pending"), literal(""),
+        literal(""), literal(""),
+    ).where(Delivery.batch_id == batch_id, ~covered).distinct()  # fmt: skip
+    columns = ["invoice_id", "created_by_id", "created_at", "result", "error_code",
+               "error_text", "fix_hint"]  # fmt: skip
+    return db.session.execute(insert(table).from_select(columns, rows)).rowcount
 
 
 def pack_pending(limit: int = 100_000) -> int:
