@@ -10,7 +10,9 @@ through the bulk page's requests (load by conditions, select all matching, send)
 - invoices per second with a cold PDF cache (every send renders its PDF);
 - `ratio: X`: the cold batch's total time divided by the time one process takes to render
   the same N PDFs one after another (the floor of the work on one core; measured on
-  --render-sample invoices and scaled to N when N is larger);
+  --render-sample invoices, half just before the batch and half just after, and scaled to
+  N when N is larger: this machine's speed drifts by a tenth within half an hour, and the
+  two halves show by how much);
 - invoices per second for N more invoices whose PDFs were rendered ahead (as after issuing).
 """
 
@@ -58,8 +60,12 @@ def wait_done(system: System, batch_id: int, count: int) -> float:
         time.sleep(0.1)  # a count is a millisecond's read; 0.5 s added 7% to a warm batch
 
 
-def render_floor(system: System, count: int, sample: int) -> tuple[float, int]:
-    """Seconds one process takes to render `count` invoices' PDFs one after another."""
+def render_floor(system: System, count: int, sample: int, skip: int = 0) -> tuple[float, int]:
+    """Seconds one process takes to render `count` invoices' PDFs one after another.
+
+    Measured on `sample` of them (after the first `skip`), scaled to `count`. Rendering here
+    stores nothing: the batch's PDF cache stays cold.
+    """
     import os
 
     os.environ.update(DATABASE_URL=str(system.engine.url), SECRET_KEY="bench",
@@ -70,9 +76,10 @@ def render_floor(system: System, count: int, sample: int) -> tuple[float, int]:
     from portal.rendering.service import render_pdf
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": str(system.engine.url)})
-    measured = min(count, sample)
+    measured = min(count - skip, sample)
     with app.app_context(), app.test_request_context():
-        invoices = db.session.scalars(sa.select(Invoice).order_by(Invoice.id).limit(measured)).all()
+        query = sa.select(Invoice).order_by(Invoice.id).offset(skip).limit(measured)
+        invoices = db.session.scalars(query).all()
         render_pdf(invoices[0])  # warm up the fonts and templates
         started = time.perf_counter()
         for invoice in invoices:
@@ -93,9 +100,15 @@ def main() -> None:
         with System(n, sink.port, {"REDIS_PORT": str(redis_port)}) as system:
             client = Client(system.url)
             give_every_buyer_an_address(system)
+            half = max(1, options.render_sample // 2)
+            before, measured = render_floor(system, n, half)
             batch_id, click = bulk_send(system, client)
             cold = wait_done(system, batch_id, n)
-            floor, measured = render_floor(system, n, options.render_sample)
+            after, more = render_floor(system, n, half, skip=min(measured, n - 1))
+            floor, measured = (
+                (before * measured + after * more) / (measured + more),
+                measured + more,
+            )
             # N more invoices, issued with Redis there: their PDFs are rendered ahead.
             env = dict(system.env, REDIS_URL=system.redis_url)
             system.env, saved = env, system.env
@@ -115,7 +128,8 @@ def main() -> None:
     print(f"invoices per batch: {n}; messages received: {sent}")
     print(f"queueing click (cold batch): {click:.2f} s; (warm batch): {warm_click:.2f} s")
     print(f"cold PDF cache: {cold:.1f} s, {n / cold:.1f} invoices/s")
-    print(f"rendering the same {n} PDFs one after another in one process: {floor:.1f} s{scaled}")
+    print(f"rendering the same {n} PDFs one after another in one process: {floor:.1f} s{scaled}; "
+          f"{before:.1f} s measured before the batch, {after:.1f} s after")  # fmt: skip
     print(f"PDFs rendered ahead: {warm:.1f} s, {n / warm:.1f} invoices/s")
     print(f"ratio: {cold / floor:.2f}")
 
