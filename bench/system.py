@@ -48,6 +48,13 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children_of(pid):
+        found += [child, *descendants(child)]
+    return found
+
+
 def cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
@@ -116,11 +123,21 @@ class System:
 
     def __exit__(self, *exc) -> None:
         if self.launcher and self.launcher.poll() is None:
+            started = {pid: cmdline(pid) for pid in descendants(self.launcher.pid)}
             self.launcher.send_signal(signal.SIGINT)
             try:
-                self.launcher.wait(90)
+                # The launcher stops its children one after another, each within 40 s.
+                self.launcher.wait(240)
             except subprocess.TimeoutExpired:
                 self.launcher.kill()
+            # Whatever the launcher left behind (it was killed, say) goes too: a later run
+            # must not find this one's Redis, workers or web server still running.
+            for pid, command in started.items():
+                if cmdline(pid) == command:  # still that process, not a reused pid
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
         self.log.close()
         self.engine.dispose()
         if not self.keep:
