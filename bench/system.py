@@ -124,7 +124,9 @@ class System:
     def __exit__(self, *exc) -> None:
         if self.launcher and self.launcher.poll() is None:
             started = {pid: cmdline(pid) for pid in descendants(self.launcher.pid)}
-            self.launcher.send_signal(signal.SIGINT)
+            # SIGTERM, not SIGINT: a bench started in the background (`cmd &`) hands its
+            # children SIGINT ignored, and the launcher then never heard the Ctrl-C.
+            self.launcher.send_signal(signal.SIGTERM)
             try:
                 # The launcher stops its children one after another, each within 40 s.
                 self.launcher.wait(240)
