@@ -1,5 +1,7 @@
 """`make run`'s launcher: everything starts on embedded defaults and Ctrl-C stops it all."""
 
+import base64
+import json
 import os
 import re
 import signal
@@ -141,8 +143,27 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     try:
         started = children_of(launcher.pid)
         commands = " | ".join(cmdline(pid) for pid in started)
-        for part in ("redis-server", "portal.runtime.mailcatcher", "worker.py", "gunicorn"):
+        for part in ("redis-server", "portal.runtime.mailcatcher", "worker.py", "gunicorn",
+                     "tvan_sandbox"):  # fmt: skip
             assert part in commands
+        # The T-VAN sandbox answers with the credentials kept in instance/, which no command
+        # line shows.
+        kept = json.loads((instance / "tvan" / "credentials.json").read_text())
+        assert not any(kept[key] in commands for key in ("password", "control_token",
+                                                         "callback_secret"))  # fmt: skip
+        tvan_port = re.search(r"tvan_sandbox --port (\d+)", commands).group(1)
+        basic = base64.b64encode(f"{kept['user']}:{kept['password']}".encode()).decode()
+        ping = urllib.request.Request(f"http://127.0.0.1:{tvan_port}/api/v1/ping",
+                                      headers={"Authorization": f"Basic {basic}"})  # fmt: skip
+
+        def sandbox_answers() -> bool:
+            try:
+                with urllib.request.urlopen(ping, timeout=2) as answer:
+                    return answer.status == 200
+            except OSError:
+                return False
+
+        wait_for(sandbox_answers)
         assert (instance / "portal.db").exists()
         assert (instance / "redis" / "redis.conf").exists()
         secret = (instance / "secret_key").read_text()
@@ -224,9 +245,6 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
 def test_the_sandbox_starts_whatever_its_secrets_look_like_and_ps_does_not_show_them(tmp_path):
     # secrets.token_urlsafe starts with "-" once in 64: as a command-line value it read as
     # an option, and that instance's sandbox never started (its secrets are kept).
-    import base64
-    import json
-
     from portal.launcher import sandbox_command
 
     folder = tmp_path / "tvan"
