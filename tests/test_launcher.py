@@ -137,6 +137,18 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def sandbox_answers(port, kept: dict) -> bool:
+    """Whether the T-VAN sandbox on `port` answers a ping with the kept user and password."""
+    basic = base64.b64encode(f"{kept['user']}:{kept['password']}".encode()).decode()
+    ping = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/ping",
+                                  headers={"Authorization": f"Basic {basic}"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(ping, timeout=2) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
 def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
     instance, port = tmp_path / "instance", free_port()
     launcher = start_launcher(instance, port)
@@ -152,18 +164,7 @@ def test_launcher_starts_everything_and_ctrl_c_stops_it_all(tmp_path):
         assert not any(kept[key] in commands for key in ("password", "control_token",
                                                          "callback_secret"))  # fmt: skip
         tvan_port = re.search(r"tvan_sandbox --port (\d+)", commands).group(1)
-        basic = base64.b64encode(f"{kept['user']}:{kept['password']}".encode()).decode()
-        ping = urllib.request.Request(f"http://127.0.0.1:{tvan_port}/api/v1/ping",
-                                      headers={"Authorization": f"Basic {basic}"})  # fmt: skip
-
-        def sandbox_answers() -> bool:
-            try:
-                with urllib.request.urlopen(ping, timeout=2) as answer:
-                    return answer.status == 200
-            except OSError:
-                return False
-
-        wait_for(sandbox_answers)
+        wait_for(lambda: sandbox_answers(tvan_port, kept))
         assert (instance / "portal.db").exists()
         assert (instance / "redis" / "redis.conf").exists()
         secret = (instance / "secret_key").read_text()
@@ -256,17 +257,10 @@ def test_the_sandbox_starts_whatever_its_secrets_look_like_and_ps_does_not_show_
     command = sandbox_command(folder, port, "http://127.0.0.1:9/tax/callback/sandbox", "1")
     sandbox = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
-    auth = "Basic " + base64.b64encode(b"portal:-Pa55word").decode()
 
     def answers() -> bool:
         assert sandbox.poll() is None, sandbox.stderr.read()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/ping",
-                                         headers={"Authorization": auth})  # fmt: skip
-        try:
-            with urllib.request.urlopen(request, timeout=2) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
+        return sandbox_answers(port, kept)
 
     try:
         wait_for(answers)
