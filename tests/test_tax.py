@@ -190,6 +190,27 @@ def test_a_lost_answer_is_looked_up_and_not_sent_again(tax_app, tvan):
     assert ledger["submits"] == 1 and ledger["invoices"][0][-1] == 1  # sent once, counted once
 
 
+def test_a_worker_that_died_with_the_data_out_is_looked_up_and_tried_again(tax_app, tvan):
+    # Redis killed mid-transfer took a worker with it after it marked the data as going out
+    # and before the provider had it: "unknown" would leave the verdict pending for good.
+    with tax_app.app_context():
+        invoice_id = make_signed_invoice().id
+    send(tax_app, invoice_id)
+    with tax_app.app_context():
+        get_redis().flushdb()  # the jobs went with the worker
+        message_id = submission_of(invoice_id).message_id
+        held = outbox.claim(tax.TAX, message_id)
+        assert held.mark_data_sent()
+        message = db.session.get(TaxMessage, message_id)
+        message.claimed_by = f"{outbox._machine()}:4194000:1"  # a pid that cannot be alive
+        db.session.commit()
+        assert outbox.reconcile()["tax"]["abandoned"] == 1
+        db.session.expire_all()
+        assert db.session.get(TaxMessage, message_id).status in ("queued", "retrying")
+    assert settle(tax_app, lambda: decided(invoice_id)).result == "accepted"
+    assert tvan.ledger()["invoices"][0][-1] == 1  # accepted once
+
+
 def test_a_doubled_notice_changes_nothing_twice(tax_app, tvan):
     tvan.faults(answer_twice=True)
     with tax_app.app_context():

@@ -12,7 +12,8 @@ work. "When to try again" is `next_attempt_at` on the row. The reconciler (a job
 high-priority queue, enqueued every few seconds by the worker pool) turns due retries back
 into queued items and enqueues them, re-enqueues queued items whose job Redis lost, and
 resolves claims whose worker died: back to queued when the data had not gone out, unknown
-when it had (`data_sent_at`, written just before the data goes out).
+when it had (`data_sent_at`, written just before the data goes out), unless the kind is
+`resend_safe` (its next attempt asks the other side first): then it is tried again.
 """
 
 from __future__ import annotations
@@ -506,11 +507,15 @@ def reconcile_kind(kind: Kind) -> dict[str, int]:
                 continue
             held = Claim(kind, row.id, row.attempts, row.claimed_at, row.claimed_by,
                          data_sent=row.data_sent_at is not None)  # fmt: skip
-            if held.data_sent:
+            if held.data_sent and not kind.resend_safe:
                 outcome = Outcome.unknown("worker_stopped", None, "worker stopped after the data")
             else:
-                outcome = Outcome(OutboxStatus.RETRYING, "worker_stopped", None,
-                                  "worker stopped before the data", retry_now=True)  # fmt: skip
+                # Before the data, or for a kind whose next attempt asks the other side first.
+                message = (
+                    "worker stopped " + ("after" if held.data_sent else "before") + " the data"
+                )
+                outcome = Outcome(OutboxStatus.RETRYING, "worker_stopped", None, message,
+                                  retry_now=True)  # fmt: skip
             counts["abandoned"] += _apply(held, outcome, now)
         due = select(model.id).where(
             model.status == OutboxStatus.RETRYING, model.next_attempt_at <= now
